@@ -1,0 +1,49 @@
+"""Migration 1 — `product_info`: one row of KIS product metadata per stock."""
+
+from migrations.script import entry_points, main
+from migrations.steps import Ddl
+
+OWNS = ("product_info",)
+
+UPGRADE = (
+    Ddl("""
+CREATE TABLE product_info (
+    id serial PRIMARY KEY,
+    stock_code varchar(10) NOT NULL,
+    prdt_name varchar(120),
+    prdt_clsf_name varchar(100),
+    ivst_prdt_type_cd_name varchar(100),
+    prdt_risk_grad_cd varchar(10),
+    frst_erlm_dt varchar(8),
+    created_at timestamp NOT NULL DEFAULT now(),
+    updated_at timestamp NOT NULL DEFAULT now(),
+    CONSTRAINT uq_product_info_stock_code UNIQUE (stock_code),
+    CONSTRAINT fk_product_stock FOREIGN KEY (stock_code)
+        REFERENCES stocks (code) ON DELETE CASCADE
+);
+CREATE INDEX idx_product_info_stock_code ON product_info (stock_code);
+COMMENT ON TABLE product_info IS 'KIS API product basic info: one row per stock (US-001)';
+CREATE FUNCTION update_product_info_updated_at() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER trigger_product_info_updated_at
+    BEFORE UPDATE ON product_info
+    FOR EACH ROW EXECUTE FUNCTION update_product_info_updated_at();
+"""),
+)
+
+DOWNGRADE = (
+    Ddl("""
+DROP TABLE product_info;
+DROP FUNCTION update_product_info_updated_at();
+"""),
+)
+
+upgrade, downgrade = entry_points(__name__)
+
+if __name__ == "__main__":
+    main()

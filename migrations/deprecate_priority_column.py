@@ -1,0 +1,135 @@
+"""Migration 3 — `stocks.priority` deprecated: every value becomes 1, losslessly.
+
+Phases: (1) DDL: the backup table, keeping the column's previous default and comment in
+its table comment, the trigger that pins new values to 1, the new default and comment;
+(2) data: keyset batches by `code`, each a short transaction that saves the old values and
+updates together. The trigger saves the old value of a row the application writes before
+its batch reaches it, so that no write during the deployment loses an original priority.
+The downgrade drops the trigger, puts every value back in batches, then restores the
+default and comment exactly and drops what the upgrade made.
+"""
+
+from migrations.script import entry_points, main
+from migrations.steps import Batches, Ddl
+
+UPGRADE = (
+    Ddl("""
+CREATE TABLE IF NOT EXISTS stocks_priority_backup (
+    code varchar(10) PRIMARY KEY,
+    priority integer,
+    saved_at timestamp NOT NULL DEFAULT now()
+);
+DO $$
+BEGIN
+    IF obj_description('stocks_priority_backup'::regclass, 'pg_class') IS NULL THEN
+        EXECUTE format(
+            'COMMENT ON TABLE stocks_priority_backup IS %L',
+            json_build_object(
+                'default', (SELECT pg_get_expr(d.adbin, d.adrelid)
+                            FROM pg_attrdef d
+                            JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                            WHERE a.attrelid = 'stocks'::regclass AND a.attname = 'priority'),
+                'comment', (SELECT col_description(a.attrelid, a.attnum)
+                            FROM pg_attribute a
+                            WHERE a.attrelid = 'stocks'::regclass AND a.attname = 'priority')
+            )::text);
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION stocks_priority_deprecated() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    -- The application's write reaching a row before its batch does: keep the old value for
+    -- the rollback. (The batches save their rows in bulk themselves, and say so.)
+    IF TG_OP = 'UPDATE' AND OLD.priority IS DISTINCT FROM 1
+       AND current_setting('azak.priority_batch', true) IS DISTINCT FROM 'on' THEN
+        INSERT INTO stocks_priority_backup (code, priority) VALUES (OLD.code, OLD.priority)
+        ON CONFLICT (code) DO NOTHING;
+    END IF;
+    NEW.priority := 1;
+    RETURN NEW;
+END
+$$;
+DROP TRIGGER IF EXISTS trigger_stocks_priority_deprecated ON stocks;
+CREATE TRIGGER trigger_stocks_priority_deprecated
+    BEFORE INSERT OR UPDATE OF priority ON stocks
+    FOR EACH ROW EXECUTE FUNCTION stocks_priority_deprecated();
+ALTER TABLE stocks ALTER COLUMN priority SET DEFAULT 1;
+COMMENT ON COLUMN stocks.priority IS
+    'DEPRECATED (US-001): always 1, kept for API compatibility; was 크롤링 우선순위 (1~5)';
+"""),
+    Batches("""
+SELECT set_config('azak.priority_batch', 'on', true);
+WITH bound AS (
+    SELECT max(code) AS upper FROM (
+        SELECT code FROM stocks
+        WHERE code > %(after)s
+        ORDER BY code
+        LIMIT %(batch_size)s
+    ) AS next_keys
+), saved AS (
+    INSERT INTO stocks_priority_backup (code, priority)
+    SELECT code, priority FROM stocks
+    WHERE code > %(after)s AND code <= (SELECT upper FROM bound)
+      AND priority IS DISTINCT FROM 1
+    ON CONFLICT (code) DO NOTHING
+), changed AS (
+    UPDATE stocks SET priority = 1
+    WHERE code > %(after)s AND code <= (SELECT upper FROM bound)
+      AND priority IS DISTINCT FROM 1
+    RETURNING code
+)
+SELECT (SELECT upper FROM bound), (SELECT count(*) FROM changed);
+"""),
+)
+
+DOWNGRADE = (
+    Ddl("""
+DROP TRIGGER IF EXISTS trigger_stocks_priority_deprecated ON stocks;
+"""),
+    Batches("""
+WITH bound AS (
+    SELECT max(code) AS upper FROM (
+        SELECT code FROM stocks_priority_backup
+        WHERE code > %(after)s
+        ORDER BY code
+        LIMIT %(batch_size)s
+    ) AS next_keys
+), changed AS (
+    UPDATE stocks s SET priority = b.priority
+    FROM stocks_priority_backup b
+    WHERE b.code > %(after)s AND b.code <= (SELECT upper FROM bound) AND s.code = b.code
+    RETURNING s.code
+), restored AS (
+    DELETE FROM stocks_priority_backup
+    WHERE code > %(after)s AND code <= (SELECT upper FROM bound)
+)
+SELECT (SELECT upper FROM bound), (SELECT count(*) FROM changed);
+"""),
+    Ddl("""
+DO $$
+DECLARE
+    saved json := obj_description('stocks_priority_backup'::regclass, 'pg_class')::json;
+    left_over bigint := (SELECT count(*) FROM stocks_priority_backup);
+BEGIN
+    IF left_over > 0 THEN
+        RAISE EXCEPTION 'stocks_priority_backup still holds % rows: not dropping it', left_over;
+    END IF;
+    IF saved->>'default' IS NULL THEN
+        ALTER TABLE stocks ALTER COLUMN priority DROP DEFAULT;
+    ELSE
+        EXECUTE format('ALTER TABLE stocks ALTER COLUMN priority SET DEFAULT %s',
+                       saved->>'default');
+    END IF;
+    EXECUTE format('COMMENT ON COLUMN stocks.priority IS %L', saved->>'comment');
+END
+$$;
+DROP TABLE stocks_priority_backup;
+DROP FUNCTION stocks_priority_deprecated();
+"""),
+)
+
+upgrade, downgrade = entry_points(__name__)
+
+if __name__ == "__main__":
+    main()

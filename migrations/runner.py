@@ -1,0 +1,442 @@
+"""The runtime: one connection, the advisory lock, short transactions, retries and the ledger.
+
+Every change goes through `Runner.transaction`: `lock_timeout` set, retried with backoff on
+a lock timeout, and on giving up a message naming the lock and the process holding it.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TextIO, TypeVar
+
+import psycopg2
+import psycopg2.errors
+from psycopg2.extensions import connection as Connection
+from psycopg2.extensions import cursor as Cursor
+from sqlalchemy.engine import URL
+
+from migrations import drift, ledger, plan
+from migrations.dburl import DeployError, UsageError, connect, mask
+from migrations.steps import Batches, Ddl, Migration, load_all
+
+T = TypeVar("T")
+
+# pg_try_advisory_lock(int, int) key of every US-001 deployment: "Azak", 1.
+LOCK_KEY = (0x417A616B, 1)
+# stock_code of product_info and financial_ratios (contract: varchar(10), as stocks.code).
+CODE_WIDTH = 10
+# The relations a deployment may wait for; a lock timeout names who holds them.
+WATCHED = ("stocks", "product_info", "financial_ratios", "stocks_priority_backup", ledger.TABLE)
+
+
+@dataclass
+class Settings:
+    """How patient and how big: every knob of a run."""
+
+    lock_timeout_ms: int = 2000
+    statement_timeout_ms: int = 60_000
+    retries: int = 5
+    backoff_s: float = 0.5
+    lock_wait_s: float = 10.0
+    batch_size: int = 5000
+
+
+def fault(point: str) -> None:
+    """Test hook at a named point: AZAK_FAULT_AT=point dies like `kill -9`;
+    AZAK_PAUSE_AT=point says so and waits, holding what it holds, for a line on stdin
+    (at most AZAK_PAUSE_S seconds, default 60)."""
+    if os.environ.get("AZAK_FAULT_AT") == point:
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("AZAK_PAUSE_AT") == point:
+        print(f"paused at {point}", flush=True)
+        select.select([sys.stdin], [], [], float(os.environ.get("AZAK_PAUSE_S", "60")))
+
+
+class Runner:
+    """Applies and reverts migrations on one database, holding the deployment lock."""
+
+    def __init__(self, url: URL, settings: Settings | None = None, out: TextIO = sys.stdout) -> None:
+        self.url = url
+        self.settings = settings or Settings()
+        self.out = out
+        self.migrations = load_all()
+        # Session-wide bounds too, so that no query of the runner can queue forever.
+        self.conn: Connection = connect(
+            url,
+            lock_timeout=f"{self.settings.lock_timeout_ms}ms",
+            statement_timeout=f"{self.settings.statement_timeout_ms}ms",
+        )
+        self.conn.autocommit = False
+        try:
+            self.require_stocks()
+        except DeployError:
+            self.close()
+            raise
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection; the advisory lock goes with it."""
+        self.conn.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def say(self, text: str) -> None:
+        """One line of progress for the operator."""
+        print(text, file=self.out, flush=True)
+
+    def query(self, text: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Read-only query in its own short transaction."""
+        with self.conn, self.conn.cursor() as cur:
+            cur.execute(text, params)
+            return cur.fetchall() if cur.description else []
+
+    def transaction(self, work: Callable[[Cursor], T], what: str) -> T:
+        """Run `work` in one short transaction, retrying lock timeouts with backoff."""
+        s = self.settings
+        for attempt in range(1, s.retries + 1):
+            try:
+                with self.conn, self.conn.cursor() as cur:  # the session carries the timeouts
+                    return work(cur)
+            except psycopg2.errors.LockNotAvailable:
+                holders = self.lock_holders()
+                if attempt == s.retries:
+                    raise DeployError(
+                        f"{what}: no lock within {s.lock_timeout_ms} ms, {s.retries} tries; "
+                        f"held by {holders or 'a process that has since let go'}; "
+                        "nothing of this step was changed"
+                    ) from None
+                wait = s.backoff_s * 2 ** (attempt - 1)
+                self.say(f"  {what}: lock busy ({holders}); retry {attempt} in {wait:.1f}s")
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def lock_holders(self) -> str:
+        """Who holds locks on the watched tables: pid, mode, state and query."""
+        rows = self.query(
+            """
+            SELECT c.relname, l.mode, l.pid, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 60)
+            FROM pg_locks l
+            JOIN pg_class c ON c.oid = l.relation
+            JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.granted AND l.pid <> pg_backend_pid()
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND c.relname = ANY(%s)
+            ORDER BY l.pid, c.relname
+            """,
+            (list(WATCHED),),
+        )
+        return "; ".join(f"{rel} {mode} by pid {pid} ({state}: {q})" for rel, mode, pid, state, q in rows)
+
+    @contextmanager
+    def deployment_lock(self) -> Iterator[None]:
+        """Hold the advisory lock for the run; wait a bounded time if another run holds it."""
+        deadline = time.monotonic() + self.settings.lock_wait_s
+        while not self.query("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY)[0][0]:
+            if time.monotonic() >= deadline:
+                holder = self.query(
+                    "SELECT format('session pid %%s, %%s from %%s', l.pid, a.application_name,"
+                    " coalesce(host(a.client_addr), 'local socket'))"
+                    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s"
+                    "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                    LOCK_KEY,
+                )
+                raise DeployError(
+                    f"another deployment is running on {mask(self.url)} "
+                    f"({holder[0][0] if holder else 'it has just finished'}); "
+                    f"waited {self.settings.lock_wait_s:g}s; nothing was changed"
+                )
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            if not self.conn.closed:
+                self.query("SELECT pg_advisory_unlock(%s, %s)", LOCK_KEY)
+
+    # -- what is there ---------------------------------------------------------------------
+
+    def entries(self) -> dict[str, ledger.Entry]:
+        """The ledger rows by name."""
+        with self.conn, self.conn.cursor() as cur:
+            return ledger.read(cur)
+
+    def find(self, name: str) -> int:
+        """Index of migration `name` (or -1 for 'base'), else a usage error listing the names."""
+        if name == "base":
+            return -1
+        names = [m.name for m in self.migrations]
+        if name not in names:
+            raise UsageError(f"unknown migration {name!r}; known: base, {', '.join(names)}")
+        return names.index(name)
+
+    def require_stocks(self) -> None:
+        """Every migration hangs off the application's `stocks` table."""
+        if not self.query("SELECT to_regclass('public.stocks') IS NOT NULL")[0][0]:
+            raise DeployError(
+                f"{mask(self.url)} has no table public.stocks: is this the application's database?"
+            )
+
+    def require_codes_fit(self) -> None:
+        """Every stocks.code must fit the new tables' stock_code varchar(10) (contract)."""
+        typmod = self.query(
+            "SELECT atttypmod FROM pg_attribute"
+            " WHERE attrelid = 'public.stocks'::regclass AND attname = 'code'"
+        )[0][0]
+        if 0 <= typmod - 4 <= CODE_WIDTH:  # varchar(n) has atttypmod n + 4: every code fits
+            return
+        long_codes = self.query(
+            "SELECT code, length(code) FROM stocks WHERE length(code) > %s ORDER BY code LIMIT 5",
+            (CODE_WIDTH,),
+        )
+        if long_codes:
+            shown = ", ".join(f"{code!r} ({n})" for code, n in long_codes)
+            raise DeployError(
+                f"stocks has codes longer than the new tables' stock_code varchar({CODE_WIDTH}) can hold: "
+                f"{shown}; nothing was changed"
+            )
+
+    def changed(self, entries: dict[str, ledger.Entry]) -> list[Migration]:
+        """Recorded migrations whose file changed since they were applied."""
+        return [m for m in self.migrations if m.name in entries and entries[m.name].checksum != m.checksum]
+
+    def refuse_changed(self, verb: str, todo: list[Migration], entries: dict[str, ledger.Entry]) -> None:
+        """Stop, naming every migration in `todo` whose file changed after it was applied."""
+        changed = [m for m in self.changed(entries) if m in todo]
+        if changed:
+            raise DeployError(
+                f"refusing to {verb}: "
+                + "; ".join(
+                    f"{m.name} ({m.path.name} changed since it was applied on {entries[m.name].applied_at})"
+                    for m in changed
+                )
+                + "; restore the file as it was, or roll back with the version that applied it"
+            )
+
+    def status(self) -> list[tuple[str, str]]:
+        """(name, state) for every migration: pending, applied, changed-since-applied, ..."""
+        entries = self.entries()
+        rows = []
+        for m in self.migrations:
+            entry = entries.get(m.name)
+            if entry is None:
+                state = "pending"
+            elif m in self.changed(entries):
+                state = "changed-since-applied"
+            elif entry.state != "applied":
+                state = f"interrupted ({entry.state}): run upgrade or downgrade to finish"
+            else:
+                state = f"applied {entry.applied_at} by {entry.applied_by} in {entry.duration_ms} ms"
+            rows.append((m.name, state))
+        return rows
+
+    # -- drift -----------------------------------------------------------------------------
+
+    def drift(self, migration: Migration) -> dict[str, list[str]]:
+        """Per owned table that exists: its differences from what the migration creates."""
+        present = self.query(
+            "SELECT t FROM unnest(%s::text[]) t"
+            " WHERE to_regclass(quote_ident('public') || '.' || quote_ident(t)) IS NOT NULL",
+            (list(migration.owns),),
+        )
+        if not present:
+            return {}
+
+        def probe(cur: Cursor) -> dict[str, list[str]]:
+            wanted = drift.expected(cur, migration)
+            found = {t: drift.describe(cur, "public", t) for (t,) in present}
+            self.conn.rollback()
+            return {t: drift.differences(found[t], wanted[t]) for t in found}
+
+        return self.transaction(probe, f"{migration.name}: compare with the database")
+
+    def check_drift(self, entries: dict[str, ledger.Entry]) -> list[Migration]:
+        """Stop on any difference; return pending migrations whose tables already match."""
+        problems, adoptable = [], []
+        for m in self.migrations:
+            diffs = self.drift(m)
+            missing = [t for t in m.owns if t not in diffs]
+            if m.name in entries and missing:
+                problems.append(f"{m.name}: the ledger says applied but {', '.join(missing)} is missing")
+            for table, lines in diffs.items():
+                problems += [f"{m.name}: {table}: {line}" for line in lines]
+            if m.name not in entries and diffs and not missing and not any(diffs.values()):
+                adoptable.append(m)
+            elif m.name not in entries and diffs and missing:
+                problems.append(f"{m.name}: only part of its tables exist ({', '.join(diffs)})")
+        if problems:
+            raise DeployError(
+                "the database differs from the migrations; nothing was changed:\n  " + "\n  ".join(problems)
+            )
+        return adoptable
+
+    # -- applying --------------------------------------------------------------------------
+
+    def run_phases(self, migration: Migration, direction: str) -> None:
+        """Run one migration's phases; the ledger changes in the first and last transaction."""
+        phases = migration.upgrade if direction == "up" else migration.downgrade
+        started = time.monotonic()
+        marks = {
+            "up": ("applying", "applied"),
+            "down": ("reverting", None),
+        }[direction]
+        for index, phase in enumerate(phases):
+            first, last = index == 0, index == len(phases) - 1
+            state = marks[1] if last else (marks[0] if first else None)
+            where = f"{migration.name}:{direction}:{index}"
+            fault(f"before:{where}")
+            if isinstance(phase, Ddl):
+                self.run_ddl(migration, phase, where, state, started, first or last)
+            else:
+                self.run_batches(migration, phase)
+                if last:
+                    self.finish(migration, state, started)
+        elapsed = time.monotonic() - started
+        verb = "applied" if direction == "up" else "rolled back"
+        self.say(f"  {verb} {migration.name} in {elapsed:.2f}s")
+
+    def run_ddl(
+        self,
+        migration: Migration,
+        phase: Ddl,
+        where: str,
+        state: str | None,
+        started: float,
+        mark: bool,
+    ) -> None:
+        """One DDL phase and, at the edges, its ledger change, in one transaction."""
+
+        def work(cur: Cursor) -> None:
+            cur.execute(phase.sql)
+            if mark:
+                self.record(cur, migration, state, started)
+            fault(f"inside:{where}")
+
+        self.transaction(work, migration.name)
+
+    def finish(self, migration: Migration, state: str | None, started: float) -> None:
+        """The ledger change after a last data phase, in its own transaction."""
+
+        def work(cur: Cursor) -> None:
+            self.record(cur, migration, state, started)
+
+        self.transaction(work, f"{migration.name}: ledger")
+
+    def record(self, cur: Cursor, migration: Migration, state: str | None, started: float) -> None:
+        """Write the ledger: a state, or (None) forget the migration."""
+        if state is None:
+            cur.execute(ledger.FORGET, {"name": migration.name})
+            return
+        cur.execute(ledger.CREATE)  # with the first change, never before it
+        cur.execute(
+            ledger.MARK,
+            {
+                "name": migration.name,
+                "checksum": migration.checksum,
+                "state": state,
+                "by": ledger.who(),
+                "ms": round((time.monotonic() - started) * 1000),
+            },
+        )
+
+    def run_batches(self, migration: Migration, phase: Batches) -> None:
+        """Repeat the data statement in short transactions until no key is left."""
+        after, batch, total = "", 0, 0
+        while True:
+            batch += 1
+
+            def work(cur: Cursor, n: int = batch, after: str = after) -> tuple[Any, int]:
+                cur.execute(phase.sql, {"after": after, "batch_size": self.settings.batch_size})
+                row = cur.fetchone()
+                assert row is not None, "a batch statement returns one row"
+                last, changed = row
+                fault(f"inside-batch:{n}")
+                return last, changed
+
+            last, changed = self.transaction(work, f"{migration.name} batch {batch}")
+            fault(f"after-batch:{batch}")
+            if last is None:
+                break
+            after, total = last, total + changed
+        self.say(f"  {migration.name}: {total} rows changed in {batch - 1} batches")
+
+    def plan(self) -> str:
+        """The SQL that `upgrade` would run now, as a script; nothing is executed."""
+        entries = self.entries()
+        todo = [m for m in self.migrations if m.name not in entries or entries[m.name].state != "applied"]
+        return plan.script(todo, self.settings)
+
+    def upgrade(self, to: str | None = None) -> list[str]:
+        """Apply pending (or interrupted) migrations up to `to`; returns what was done."""
+        target = self.find(to) if to else len(self.migrations) - 1
+        with self.deployment_lock():
+            self.require_codes_fit()
+            entries = self.entries()
+            self.refuse_changed("upgrade", self.migrations, entries)
+            adoptable = self.check_drift(entries)
+            done = []
+            for m in self.migrations[: target + 1]:
+                entry = entries.get(m.name)
+                if entry is not None and entry.state == "applied":
+                    continue
+                if m in adoptable:
+                    self.adopt(m)
+                else:
+                    self.say(f"→ {m.name}")
+                    self.run_phases(m, "up")
+                done.append(m.name)
+            if not done:
+                self.say("nothing to do: every migration up to the target is applied")
+            return done
+
+    def adopt(self, migration: Migration) -> None:
+        """Record a migration whose tables someone created by hand and that match exactly."""
+        started = time.monotonic()
+        self.transaction(
+            lambda cur: self.record(cur, migration, "applied", started), f"adopt {migration.name}"
+        )
+        self.say(f"  adopted {migration.name}: its tables exist and match the migration exactly")
+
+    def downgrade(self, to: str) -> list[str]:
+        """Revert every recorded migration after `to` (or all, for 'base'), newest first."""
+        target = self.find(to)
+        with self.deployment_lock():
+            entries = self.entries()
+            todo = [m for m in self.migrations[target + 1 :] if m.name in entries][::-1]
+            self.refuse_changed("roll back", todo, entries)
+            for m in todo:
+                self.say(f"← {m.name}")
+                self.run_phases(m, "down")
+            if entries and not self.entries():
+                self.transaction(lambda cur: cur.execute("DROP TABLE schema_migrations"), "drop the ledger")
+            if not todo:
+                self.say("nothing to do: no recorded migration after the target")
+            return [m.name for m in todo]
+
+    def apply_one(self, name: str, direction: str) -> None:
+        """The runbook's per-step form: exactly this step, only when its neighbours allow it."""
+        index = self.find(name)
+        entries = self.entries()
+        if direction == "up":
+            missing = [m.name for m in self.migrations[:index] if m.name not in entries]
+            if missing:
+                raise DeployError(f"apply {', '.join(missing)} before {name}")
+            self.upgrade(to=name)
+        else:
+            later = [m.name for m in self.migrations[index + 1 :] if m.name in entries]
+            if later:
+                raise DeployError(f"roll back {', '.join(later[::-1])} before {name}")
+            previous = self.migrations[index - 1].name if index > 0 else "base"
+            self.downgrade(to=previous)

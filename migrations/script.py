@@ -1,0 +1,50 @@
+"""The runbook's per-step forms, routed through the runner so the ledger stays true.
+
+    python -m migrations.add_product_info_table            # apply this step
+    python -m migrations.add_product_info_table downgrade  # roll this step back
+    python -c "from migrations.deprecate_priority_column import downgrade; downgrade()"
+
+The database comes from DATABASE_URL or the POSTGRES_* variables (or `--db-url`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from migrations.cli import fail_cleanly, open_runner
+
+
+def run_step(module: str, direction: str, db_url: str | None = None) -> None:
+    """Apply (`up`) or roll back (`down`) exactly one migration."""
+    name = module.rpartition(".")[2]
+    with fail_cleanly(), open_runner(db_url) as runner:
+        runner.apply_one(name, direction)
+
+
+def entry_points(module: str) -> tuple[Callable[..., None], Callable[..., None]]:
+    """`upgrade(db_url=None)` and `downgrade(db_url=None)` for a migration module."""
+
+    def upgrade(db_url: str | None = None) -> None:
+        """Apply this migration (its predecessors must be applied)."""
+        run_step(module, "up", db_url)
+
+    def downgrade(db_url: str | None = None) -> None:
+        """Roll this migration back (its successors must be rolled back)."""
+        run_step(module, "down", db_url)
+
+    return upgrade, downgrade
+
+
+def main() -> None:
+    """`python -m migrations.<step> [upgrade|downgrade] [--db-url URL]`."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    if spec is None:
+        raise SystemExit("error: run a migration as `python -m migrations.<name>`")
+    module = spec.name
+    parser = argparse.ArgumentParser(prog=f"python -m {module}")
+    parser.add_argument("direction", nargs="?", choices=("upgrade", "downgrade"), default="upgrade")
+    parser.add_argument("--db-url", help="PostgreSQL URL (else DATABASE_URL, else POSTGRES_*)")
+    args = parser.parse_args()
+    run_step(module, "up" if args.direction == "upgrade" else "down", args.db_url)

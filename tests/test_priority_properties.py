@@ -1,0 +1,109 @@
+"""Properties of the priority step: whatever the priorities, codes and batch size, the
+rollback gives every stock its own priority back, also after a crash between batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from migrations import appdb, runner
+from migrations.runner import Settings
+from tests.conftest import FAST, Db
+
+# Codes of varied length and alphabet, so keyset order by `code` is really exercised.
+codes = st.text(alphabet="0123456789AZaz-", min_size=1, max_size=10)
+stocks = st.lists(
+    st.tuples(codes, st.integers(min_value=-3, max_value=9)), max_size=120, unique_by=lambda row: row[0]
+)
+batch_sizes = st.integers(min_value=1, max_value=40)
+PROPERTY = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+class Crash(Exception):
+    """Stands for kill -9 at a fault point: the open transaction is lost with the connection."""
+
+
+@pytest.fixture
+def stocks_db(empty_db: Db) -> Iterator[Db]:
+    """A database with the application's empty tables; each example fills `stocks` anew."""
+    empty_db.execute(appdb.SCHEMA)
+    yield empty_db
+
+
+def fill(db: Db, rows: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    db.execute("TRUNCATE stocks CASCADE")
+    for index, (code, priority) in enumerate(rows, start=1):
+        db.execute(
+            "INSERT INTO stocks (id, code, name, priority, is_active, created_at, updated_at)"
+            " VALUES (%s, %s, %s, %s, true, now(), now())",
+            (index, code, f"s{index}", priority),
+        )
+    return db.execute("SELECT code, priority FROM stocks ORDER BY id")
+
+
+def settings_for(batch_size: int) -> Settings:
+    return Settings(**{**FAST.__dict__, "batch_size": batch_size})
+
+
+@PROPERTY
+@given(rows=stocks, batch_size=batch_sizes)
+def test_priority_rollback_is_lossless(stocks_db: Db, rows: list[tuple[str, int]], batch_size: int) -> None:
+    before = fill(stocks_db, rows)
+    with stocks_db.runner(settings_for(batch_size)) as r:
+        r.upgrade()
+        assert stocks_db.value("SELECT count(*) FROM stocks WHERE priority IS DISTINCT FROM 1") == 0
+        saved = stocks_db.value("SELECT count(*) FROM stocks_priority_backup")
+        assert saved == sum(1 for _, p in rows if p != 1)
+        r.downgrade("base")
+    assert stocks_db.execute("SELECT code, priority FROM stocks ORDER BY id") == before
+
+
+@PROPERTY
+@given(
+    rows=stocks,
+    batch_size=batch_sizes,
+    crash_at=st.integers(min_value=1, max_value=8),
+    direction=st.sampled_from(["upgrade", "downgrade"]),
+    moment=st.sampled_from(["inside-batch", "after-batch"]),
+)
+def test_crash_between_or_inside_batches_resumes_losslessly(
+    stocks_db: Db,
+    monkeypatch: pytest.MonkeyPatch,
+    rows: list[tuple[str, int]],
+    batch_size: int,
+    crash_at: int,
+    direction: str,
+    moment: str,
+) -> None:
+    before = fill(stocks_db, rows)
+    tuned = settings_for(batch_size)
+    point = f"{moment}:{crash_at}"
+
+    def crash(where: str) -> None:
+        if where == point:
+            raise Crash(where)
+
+    if direction == "downgrade":
+        with stocks_db.runner(tuned) as r:
+            r.upgrade()
+    monkeypatch.setattr(runner, "fault", crash)
+    r = stocks_db.runner(tuned)
+    try:
+        r.upgrade() if direction == "upgrade" else r.downgrade("base")
+    except Crash:
+        pass
+    finally:
+        r.close()  # the connection dies with the process: its open transaction is rolled back
+    monkeypatch.undo()
+    with stocks_db.runner(tuned) as r:
+        if direction == "upgrade":
+            r.upgrade()  # resumes
+            assert stocks_db.value("SELECT count(*) FROM stocks WHERE priority IS DISTINCT FROM 1") == 0
+        r.downgrade("base")
+    assert stocks_db.execute("SELECT code, priority FROM stocks ORDER BY id") == before
+    assert stocks_db.value("SELECT to_regclass('stocks_priority_backup') IS NULL")

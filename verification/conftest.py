@@ -1,0 +1,191 @@
+"""The post-deploy checklist's plumbing: options, the target database, probes, the report.
+
+pytest verification --db-url=postgresql://user@host/db [--expect=rolled-back]
+    [--env-name=production --executor=NAME --html=reports/x.html --self-contained-html
+     --record=reports/deployments.md --app-url=URL --app-log=F --since=T --backup-dir=D]
+
+A fleet: `--db-url` more than once, or `--db-urls-file FILE`; every database check then runs
+once per database, its test id naming the database (password masked); `-n auto` runs them
+in parallel.
+"""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import DBAPIError
+
+from migrations.dburl import DeployError, UsageError, describe, mask, resolve
+from verification.catalog import Catalog
+from verification.db import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, Probe, Target
+from verification.report import DeploymentReport
+
+STATES = ("upgraded", "rolled-back")
+TARGETS = pytest.StashKey[dict[str, Target]]()  # by masked URL, in the order given
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The verification options."""
+    group = parser.getgroup("us001", "US-001 post-deploy verification")
+    group.addoption(
+        "--db-url",
+        action="append",
+        default=[],
+        help="database to verify, repeatable for a fleet (else DATABASE_URL, else POSTGRES_*)",
+    )
+    group.addoption("--db-urls-file", default=None, help="a file of database URLs, one per line")
+    group.addoption(
+        "--expect",
+        choices=STATES,
+        default="upgraded",
+        help="the state to verify: upgraded (default) or rolled-back",
+    )
+    group.addoption(
+        "--env-name",
+        default="unspecified",
+        help="environment name for the report and record (staging, production, ...)",
+    )
+    group.addoption("--executor", default=None, help="who runs the verification (default: OS user)")
+    group.addoption("--app-url", default=None, help="application health URL that must answer 2xx")
+    group.addoption("--app-timeout", type=float, default=5.0, help="seconds the health URL may take")
+    # Not --log-file: that is pytest's own option, and pytest would overwrite the file with its log.
+    group.addoption("--app-log", default=None, help="application log file to scan for errors")
+    group.addoption(
+        "--since", default=None, help="scan the log from this time on (ISO time, or 30m / 2h ago)"
+    )
+    group.addoption("--backup-dir", default=None, help="directory of the pre-deploy backup")
+    group.addoption(
+        "--backup-max-age", type=float, default=24.0, help="hours the backup may be old (default 24)"
+    )
+    group.addoption(
+        "--lock-timeout",
+        type=int,
+        default=LOCK_TIMEOUT_MS,
+        metavar="MS",
+        help=f"lock_timeout of every check's session (default {LOCK_TIMEOUT_MS})",
+    )
+    group.addoption(
+        "--statement-timeout",
+        type=int,
+        default=STATEMENT_TIMEOUT_MS,
+        metavar="MS",
+        help=f"statement_timeout of every check's session (default {STATEMENT_TIMEOUT_MS})",
+    )
+    group.addoption(
+        "--record", default=None, help="markdown deployment record to append a row to (created if missing)"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Connect once, before any check: bad input or an unreachable database is one line."""
+    config.addinivalue_line("markers", "expect(state): the check belongs to this deployed state")
+    if config.option.collectonly:
+        return
+    targets: dict[str, Target] = {}
+    try:
+        for text in given_urls(config):
+            target = Target(
+                resolve(text), config.getoption("--lock-timeout"), config.getoption("--statement-timeout")
+            )
+            target.connect()
+            targets.setdefault(mask(target.url), target)
+    except (UsageError, DeployError, OSError) as exc:
+        for target in targets.values():
+            target.close()
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[TARGETS] = targets
+    executor = config.getoption("--executor") or getpass.getuser()
+    report = DeploymentReport(config, list(targets.values()), executor)
+    config.pluginmanager.register(report, "us001-report")
+    report.learn_servers()
+
+
+def given_urls(config: pytest.Config) -> list[str | None]:
+    """The URLs of --db-url and --db-urls-file; [None] (the environment's) when none is given."""
+    urls: list[str | None] = list(config.getoption("--db-url") or [])
+    listing = config.getoption("--db-urls-file")
+    if listing:
+        lines = Path(listing).read_text().splitlines()
+        urls += [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    return urls or [None]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A fleet: every check that reads a database runs once per database, named by it."""
+    targets = metafunc.config.stash.get(TARGETS, {})
+    if "target" in metafunc.fixturenames and len(targets) > 1:
+        metafunc.parametrize("target", list(targets), indirect=True, scope="session")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the sessions."""
+    for target in config.stash.get(TARGETS, {}).values():
+        target.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed check reads as its sentence (expected vs found), not as a traceback; with
+    an explicit --tb, pytest's own report stays."""
+    report = yield
+    if report.failed and call.excinfo is not None and item.config.getoption("tbstyle") == "auto":
+        report.longrepr = failure_sentence(call.excinfo.value)
+    return report
+
+
+def failure_sentence(error: BaseException) -> str:
+    """What a failed check says: its message, or the database's first line."""
+    if isinstance(error, DBAPIError):
+        return f"database error: {describe(error.orig)}"
+    if isinstance(error, AssertionError | pytest.fail.Exception):
+        return str(error).split("\nassert ", 1)[0]
+    return f"{type(error).__name__}: {error}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the checks of the expected state (unmarked checks hold in both)."""
+    wanted = config.getoption("--expect")
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        mark = item.get_closest_marker("expect")
+        (keep if mark is None or mark.args[0] == wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest) -> Target:
+    """The database under verification (read-only session with timeouts)."""
+    targets = request.config.stash[TARGETS]
+    return targets[getattr(request, "param", None) or next(iter(targets))]
+
+
+@pytest.fixture
+def probe(target: Target) -> Iterator[Probe]:
+    """A transaction for behaviour probes; always rolled back, so nothing is ever committed."""
+    with target.probe() as p:
+        yield p
+
+
+@pytest.fixture
+def probe_code(target: Target) -> str:
+    """A stock code no real stock has (probe rows never touch real ones)."""
+    for _ in range(5):
+        code = "~" + secrets.token_hex(4)[:7]
+        if not target.value("SELECT count(*) FROM stocks WHERE code = :c", c=code):
+            return code
+    raise AssertionError("could not find a free probe stock code")
+
+
+@pytest.fixture(scope="session")
+def catalog(target: Target) -> Catalog:
+    """What the database has, by SQLAlchemy reflection (plus pg_catalog where it is silent)."""
+    return Catalog(target)

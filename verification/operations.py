@@ -1,0 +1,70 @@
+"""The runbook's non-database checks: application health, the log, the pre-deploy backup."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ERROR = re.compile(r"\b(ERROR|CRITICAL|FATAL|Traceback)\b")
+STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})")
+AGO = re.compile(r"^(\d+)\s*([mhd])$")
+
+
+def health(url: str, timeout: float) -> tuple[int | None, float, str]:
+    """(HTTP status or None, seconds taken, reason) of a GET on the health URL."""
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (operator's URL)
+            return response.status, time.monotonic() - started, response.reason
+    except urllib.error.HTTPError as exc:
+        return exc.code, time.monotonic() - started, str(exc.reason)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return None, time.monotonic() - started, str(getattr(exc, "reason", exc))
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """`--since`: an ISO time, or `30m` / `2h` / `1d` ago; ValueError otherwise."""
+    now = now or datetime.now()
+    ago = AGO.match(text.strip())
+    if ago:
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[ago.group(2)]
+        return now - timedelta(**{unit: int(ago.group(1))})
+    return datetime.fromisoformat(text.strip())
+
+
+def log_errors(path: Path, since: datetime | None, limit: int = 5) -> list[str]:
+    """The first error lines of the log written at or after `since` (undated lines follow the last stamp)."""
+    found: list[str] = []
+    in_window = since is None
+    with path.open(encoding="utf-8", errors="replace") as log:
+        for line in log:
+            stamp = STAMP.match(line)
+            if stamp and since is not None:
+                in_window = datetime.fromisoformat(stamp.group(1).replace(" ", "T")) >= since
+            if in_window and ERROR.search(line):
+                found.append(line.rstrip())
+                if len(found) >= limit:
+                    break
+    return found
+
+
+def newest_backup(directory: Path) -> Path | None:
+    """The newest `azak_backup_*.sql.gz` in the directory."""
+    backups = sorted(directory.glob("azak_backup_*.sql.gz"), key=lambda p: p.stat().st_mtime)
+    return backups[-1] if backups else None
+
+
+def backup_holds_stocks(path: Path) -> bool:
+    """Whether the gzip'd dump is readable to its end and creates public.stocks."""
+    tail, found = b"", False
+    with gzip.open(path, "rb") as dump:
+        for chunk in iter(lambda: dump.read(1 << 16), b""):
+            window = tail + chunk
+            found = found or b"CREATE TABLE public.stocks (" in window
+            tail = window[-64:]
+    return found

@@ -1,0 +1,141 @@
+"""Checklist, tested by behaviour (UNIQUE 제약조건 테스트): probes in a rolled-back transaction.
+
+Each probe uses its own stock code and explicit negative ids: it never touches a real row,
+never consumes a sequence value, and commits nothing (the `probe` fixture always rolls back).
+"""
+
+import pytest
+
+from verification.db import Probe, constraint_of, sqlstate
+
+pytestmark = pytest.mark.expect("upgraded")
+
+UNIQUE_VIOLATION, FK_VIOLATION, CHECK_VIOLATION = "23505", "23503", "23514"
+STATES = {
+    UNIQUE_VIOLATION: "unique violation",
+    FK_VIOLATION: "foreign key violation",
+    CHECK_VIOLATION: "check violation",
+    None: "accepted",
+}
+
+
+def assert_rejected(error, state: str, constraint: str, what: str) -> None:
+    got = (sqlstate(error), constraint_of(error))
+    assert got == (state, constraint), (
+        f"{what} should be rejected by {constraint} ({STATES[state]}); "
+        f"found {STATES.get(got[0], got[0])}{' by ' + got[1] if got[1] else ''}"
+    )
+
+
+def test_duplicate_product_info_is_rejected(probe: Probe, probe_code: str) -> None:
+    probe.add_stock(probe_code)
+    probe.add_product(probe_code)
+    error = probe.error_of(
+        "INSERT INTO product_info (id, stock_code) VALUES (:id, :code)", id=probe.new_id(), code=probe_code
+    )
+    assert_rejected(
+        error, UNIQUE_VIOLATION, "uq_product_info_stock_code", "a second product_info row of one stock"
+    )
+
+
+def test_duplicate_financial_ratio_is_rejected(probe: Probe, probe_code: str) -> None:
+    probe.add_stock(probe_code)
+    probe.add_ratio(probe_code, "202412", "0")
+    error = probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=probe_code, yymm="202412", cls="0")
+    assert_rejected(error, UNIQUE_VIOLATION, "uq_financial_ratios", "a second (stock, 202412, yearly) ratio")
+
+
+def test_yearly_and_quarterly_ratios_of_one_month_coexist(probe: Probe, probe_code: str) -> None:
+    probe.add_stock(probe_code)
+    probe.add_ratio(probe_code, "202412", "0")
+    error = probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=probe_code, yymm="202412", cls="1")
+    assert error is None, (
+        "a quarterly ratio beside the yearly one of the same month should be accepted "
+        f"(UNIQUE is on stock_code, stac_yymm, div_cls_code); found {STATES.get(sqlstate(error))} "
+        f"by {constraint_of(error)}"
+    )
+
+
+def test_product_info_of_unknown_stock_is_rejected(probe: Probe, probe_code: str) -> None:
+    error = probe.error_of(
+        "INSERT INTO product_info (id, stock_code) VALUES (:id, :code)", id=probe.new_id(), code=probe_code
+    )
+    assert_rejected(error, FK_VIOLATION, "fk_product_stock", "product_info of a stock not in stocks")
+
+
+def test_financial_ratio_of_unknown_stock_is_rejected(probe: Probe, probe_code: str) -> None:
+    error = probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=probe_code, yymm="202412", cls="0")
+    assert_rejected(error, FK_VIOLATION, "fk_financial_stock", "a ratio of a stock not in stocks")
+
+
+# Per table, the statement that counts a stock's rows / touches a row (no SQL built from names).
+COUNT_ROWS = {
+    "product_info": "SELECT count(*) FROM product_info WHERE stock_code = :code",
+    "financial_ratios": "SELECT count(*) FROM financial_ratios WHERE stock_code = :code",
+}
+TOUCH_ROW = {
+    "product_info": "UPDATE product_info SET stock_code = stock_code WHERE id = :id"
+    " RETURNING updated_at::text",
+    "financial_ratios": "UPDATE financial_ratios SET stock_code = stock_code WHERE id = :id"
+    " RETURNING updated_at::text",
+}
+
+
+@pytest.mark.parametrize("table", COUNT_ROWS)
+def test_deleting_a_stock_cascades(probe: Probe, probe_code: str, table: str) -> None:
+    stock_id = probe.add_stock(probe_code)
+    probe.add_product(probe_code)
+    probe.add_ratio(probe_code)
+    error = probe.error_of("DELETE FROM stocks WHERE id = :id", id=stock_id)
+    assert error is None, (
+        f"deleting a stock should cascade; it failed: {sqlstate(error)} {constraint_of(error)}"
+    )
+    probe.execute("DELETE FROM stocks WHERE id = :id", id=stock_id)
+    (left,) = probe.execute(COUNT_ROWS[table], code=probe_code)[0]
+    assert left == 0, f"deleting a stock should delete its {table} rows (ON DELETE CASCADE); {left} left"
+
+
+@pytest.mark.parametrize("yymm", ["202413", "202400", "2024-1", "abcdef", "20241"])
+def test_check_rejects_bad_month(probe: Probe, probe_code: str, yymm: str) -> None:
+    probe.add_stock(probe_code)
+    error = probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=probe_code, yymm=yymm, cls="0")
+    assert_rejected(error, CHECK_VIOLATION, "ck_financial_ratios_stac_yymm", f"stac_yymm {yymm!r}")
+
+
+@pytest.mark.parametrize("yymm", ["202401", "202412", "199910"])
+def test_check_accepts_valid_month(probe: Probe, probe_code: str, yymm: str) -> None:
+    probe.add_stock(probe_code)
+    error = probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=probe_code, yymm=yymm, cls="1")
+    assert error is None, (
+        f"stac_yymm {yymm!r} should be accepted; "
+        f"found {STATES.get(sqlstate(error))} by {constraint_of(error)}"
+    )
+
+
+@pytest.mark.parametrize("cls", ["2", "Q", " "])
+def test_check_rejects_bad_class_code(probe: Probe, probe_code: str, cls: str) -> None:
+    probe.add_stock(probe_code)
+    error = probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=probe_code, yymm="202412", cls=cls)
+    assert_rejected(error, CHECK_VIOLATION, "ck_financial_ratios_div_cls_code", f"div_cls_code {cls!r}")
+
+
+@pytest.mark.parametrize("table", TOUCH_ROW)
+def test_update_moves_updated_at(probe: Probe, probe_code: str, table: str) -> None:
+    probe.add_stock(probe_code)
+    row_id = probe.add_product(probe_code) if table == "product_info" else probe.add_ratio(probe_code)
+    (updated,) = probe.execute(TOUCH_ROW[table], id=row_id)[0]
+    assert not updated.startswith("2000-01-01"), (
+        f"an UPDATE of {table} should move updated_at (trigger); it stayed {updated}"
+    )
+
+
+def test_new_stock_gets_priority_1(probe: Probe, probe_code: str) -> None:
+    stock_id = probe.add_stock(probe_code, priority=5)
+    (got,) = probe.execute("SELECT priority FROM stocks WHERE id = :id", id=stock_id)[0]
+    assert got == 1, f"a new stock sent with priority 5 (as the application does) should get 1, found {got}"
+
+
+def test_priority_update_stays_1(probe: Probe, probe_code: str) -> None:
+    stock_id = probe.add_stock(probe_code)
+    (got,) = probe.execute("UPDATE stocks SET priority = 3 WHERE id = :id RETURNING priority", id=stock_id)[0]
+    assert got == 1, f"setting a stock's priority to 3 should leave 1, found {got}"
