@@ -20,6 +20,7 @@ import psycopg2
 import pytest
 
 from tests.conftest import ROOT, Db
+from tests.lock_witness import VERIFICATION_LOCKS, locks_seen
 
 BATCH = ("--batch-size", "64")  # 300 stocks: five priority batches
 UP_KILLS = [
@@ -297,18 +298,12 @@ def test_stock_codes_longer_than_the_new_tables_allow_are_refused(app_db: Db) ->
 def test_verification_changes_nothing_even_when_probes_fail(deployed_db: Db) -> None:
     deployed_db.execute("DROP TRIGGER trigger_stocks_priority_deprecated ON stocks")
     before = deployed_db.snapshot()
-    result = deployed_db.verify()
+    result = deployed_db.verify("-p", "tests.lock_witness")
     assert result.returncode == 1
     assert "test_behaviour::test_new_stock_gets_priority_1" in result.failed
     assert deployed_db.snapshot().differences(before) == []
-    assert (
-        deployed_db.value(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-            " WHERE a.application_name = 'azak-verification'"
-            " AND a.datname = current_database()"  # other workers verify other databases
-        )
-        == 0
-    )
+    assert locks_seen(result.output) == "0 locks after every check"  # no probe left open
+    assert deployed_db.value(VERIFICATION_LOCKS) == 0, "locks held after the run ended"
 
 
 def test_hung_server_answers_within_the_connect_timeout(app_db: Db) -> None:

@@ -26,11 +26,18 @@ class Catalog:
     def inspector(self) -> Inspector:
         return self.target.inspector()
 
+    def _ask(self, method: str, table: str) -> Any:
+        """One inspector call, its transaction ended: no lock or snapshot kept between checks."""
+        try:
+            return getattr(self.inspector, method)(table)
+        finally:
+            self.target.conn.rollback()
+
     def has_table(self, table: str) -> bool:
-        return self.inspector.has_table(table)
+        return bool(self._ask("has_table", table))
 
     def _reflect(self, method: str, table: str, empty: Any) -> Any:
-        return getattr(self.inspector, method)(table) if self.has_table(table) else empty
+        return self._ask(method, table) if self.has_table(table) else empty
 
     def columns(self, table: str) -> dict[str, dict[str, Any]]:
         """Columns by name: type, nullable, default, comment."""
