@@ -1,9 +1,6 @@
 """Migration 2 — `financial_ratios`: yearly / quarterly KIS financial ratios per stock."""
 
-from migrations.script import entry_points, main
-from migrations.steps import Ddl
-
-OWNS = ("financial_ratios",)
+from migrations.steps import Ddl, entry_points, main
 
 UPGRADE = (
     Ddl("""

@@ -1,9 +1,21 @@
 """Migration 1 — `product_info`: one row of KIS product metadata per stock."""
 
-from migrations.script import entry_points, main
-from migrations.steps import Ddl
+from migrations.steps import Ddl, Precondition, entry_points, main
 
-OWNS = ("product_info",)
+# stock_code is varchar(10), as stocks.code in the contract: a wider stocks.code is accepted
+# while every code fits; a longer code could never get a product_info row.
+PRECONDITIONS = (
+    Precondition(
+        sql="""
+SELECT format('%L (%s)', code, length(code)) FROM public.stocks
+WHERE (SELECT atttypmod FROM pg_catalog.pg_attribute
+       WHERE attrelid = 'public.stocks'::regclass AND attname = 'code') NOT BETWEEN 5 AND 14
+  AND length(code) > 10
+ORDER BY code LIMIT 5
+""",
+        problem="stocks has codes longer than the new tables' stock_code varchar(10) can hold",
+    ),
+)
 
 UPGRADE = (
     Ddl("""

@@ -9,8 +9,7 @@ The downgrade drops the trigger, puts every value back in batches, then restores
 default and comment exactly and drops what the upgrade made.
 """
 
-from migrations.script import entry_points, main
-from migrations.steps import Batches, Ddl
+from migrations.steps import Batches, Ddl, entry_points, main
 
 UPGRADE = (
     Ddl("""
@@ -63,19 +62,19 @@ SELECT set_config('azak.priority_batch', 'on', true);
 WITH bound AS (
     SELECT max(code) AS upper FROM (
         SELECT code FROM stocks
-        WHERE code > %(after)s
+        WHERE (%(after)s::text IS NULL OR code > %(after)s)
         ORDER BY code
         LIMIT %(batch_size)s
     ) AS next_keys
 ), saved AS (
     INSERT INTO stocks_priority_backup (code, priority)
     SELECT code, priority FROM stocks
-    WHERE code > %(after)s AND code <= (SELECT upper FROM bound)
+    WHERE (%(after)s::text IS NULL OR code > %(after)s) AND code <= (SELECT upper FROM bound)
       AND priority IS DISTINCT FROM 1
     ON CONFLICT (code) DO NOTHING
 ), changed AS (
     UPDATE stocks SET priority = 1
-    WHERE code > %(after)s AND code <= (SELECT upper FROM bound)
+    WHERE (%(after)s::text IS NULL OR code > %(after)s) AND code <= (SELECT upper FROM bound)
       AND priority IS DISTINCT FROM 1
     RETURNING code
 )
@@ -91,18 +90,19 @@ DROP TRIGGER IF EXISTS trigger_stocks_priority_deprecated ON stocks;
 WITH bound AS (
     SELECT max(code) AS upper FROM (
         SELECT code FROM stocks_priority_backup
-        WHERE code > %(after)s
+        WHERE (%(after)s::text IS NULL OR code > %(after)s)
         ORDER BY code
         LIMIT %(batch_size)s
     ) AS next_keys
 ), changed AS (
     UPDATE stocks s SET priority = b.priority
     FROM stocks_priority_backup b
-    WHERE b.code > %(after)s AND b.code <= (SELECT upper FROM bound) AND s.code = b.code
+    WHERE (%(after)s::text IS NULL OR b.code > %(after)s) AND b.code <= (SELECT upper FROM bound)
+      AND s.code = b.code
     RETURNING s.code
 ), restored AS (
     DELETE FROM stocks_priority_backup
-    WHERE code > %(after)s AND code <= (SELECT upper FROM bound)
+    WHERE (%(after)s::text IS NULL OR code > %(after)s) AND code <= (SELECT upper FROM bound)
 )
 SELECT (SELECT upper FROM bound), (SELECT count(*) FROM changed);
 """),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from psycopg2.extensions import cursor as Cursor
 
+from migrations.contract import Contract, table
 from migrations.dburl import scalar
 
 TABLE = "schema_migrations"
@@ -22,6 +23,27 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 );
 COMMENT ON TABLE schema_migrations IS 'US-001 migration ledger (azak-db-migrations)';
 """
+
+# The kit's own table, as a contract: there while any migration is recorded, never at base.
+CONTRACT = Contract(
+    adds=table(
+        TABLE,
+        columns={
+            "name": "text not null",
+            "checksum": "text not null",
+            "state": "text not null",
+            "applied_at": "timestamp with time zone not null default now()",
+            "applied_by": "text not null",
+            "duration_ms": "integer null",
+        },
+        comment="US-001 migration ledger (azak-db-migrations)",
+        primary_key="PRIMARY KEY (name)",
+        constraints={
+            "schema_migrations_state_check": "CHECK ((state = ANY "
+            "(ARRAY['applying'::text, 'applied'::text, 'reverting'::text])))"
+        },
+    )
+)
 
 # state: 'applying' / 'reverting' while a resumable migration is between its phases.
 MARK = """

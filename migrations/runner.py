@@ -22,18 +22,16 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from sqlalchemy.engine import URL
 
-from migrations import drift, ledger, plan
+from migrations import catalog, image, ledger, plan
+from migrations.contract import fold
 from migrations.dburl import DeployError, UsageError, connect, mask
 from migrations.steps import Batches, Ddl, Migration, load_all
 
 T = TypeVar("T")
 
-# pg_try_advisory_lock(int, int) key of every US-001 deployment: "Azak", 1.
+# pg_try_advisory_lock(int, int) key of every deployment of this kit: "Azak", 1.
 LOCK_KEY = (0x417A616B, 1)
-# stock_code of product_info and financial_ratios (contract: varchar(10), as stocks.code).
-CODE_WIDTH = 10
-# The relations a deployment may wait for; a lock timeout names who holds them.
-WATCHED = ("stocks", "product_info", "financial_ratios", "stocks_priority_backup", ledger.TABLE)
+PARTIAL = "only part of its tables exist: {} is missing"
 
 
 @dataclass
@@ -63,11 +61,17 @@ def fault(point: str) -> None:
 class Runner:
     """Applies and reverts migrations on one database, holding the deployment lock."""
 
-    def __init__(self, url: URL, settings: Settings | None = None, out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self,
+        url: URL,
+        settings: Settings | None = None,
+        out: TextIO = sys.stdout,
+        migrations: list[Migration] | None = None,
+    ) -> None:
         self.url = url
         self.settings = settings or Settings()
         self.out = out
-        self.migrations = load_all()
+        self.migrations = load_all() if migrations is None else migrations
         # Session-wide bounds too, so that no query of the runner can queue forever.
         self.conn: Connection = connect(
             url,
@@ -124,19 +128,19 @@ class Runner:
         raise AssertionError("unreachable")
 
     def lock_holders(self) -> str:
-        """Who holds locks on the watched tables: pid, mode, state and query."""
+        """Who holds locks on tables of this database: pid, mode, state and query (5 at most)."""
         rows = self.query(
             """
             SELECT c.relname, l.mode, l.pid, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 60)
             FROM pg_locks l
-            JOIN pg_class c ON c.oid = l.relation
+            JOIN pg_class c ON c.oid = l.relation AND c.relkind IN ('r', 'p')
             JOIN pg_stat_activity a ON a.pid = l.pid
             WHERE l.granted AND l.pid <> pg_backend_pid()
               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND c.relname = ANY(%s)
+              AND c.relnamespace = 'public'::regnamespace
             ORDER BY l.pid, c.relname
-            """,
-            (list(WATCHED),),
+            LIMIT 5
+            """
         )
         return "; ".join(f"{rel} {mode} by pid {pid} ({state}: {q})" for rel, mode, pid, state, q in rows)
 
@@ -189,28 +193,17 @@ class Runner:
                 f"{mask(self.url)} has no table public.stocks: is this the application's database?"
             )
 
-    def require_codes_fit(self) -> None:
-        """Every stocks.code must fit the new tables' stock_code varchar(10) (contract)."""
-        typmod = self.query(
-            "SELECT atttypmod FROM pg_attribute"
-            " WHERE attrelid = 'public.stocks'::regclass AND attname = 'code'"
-        )[0][0]
-        if 0 <= typmod - 4 <= CODE_WIDTH:  # varchar(n) has atttypmod n + 4: every code fits
-            return
-        long_codes = self.query(
-            "SELECT code, length(code) FROM stocks WHERE length(code) > %s ORDER BY code LIMIT 5",
-            (CODE_WIDTH,),
-        )
-        if long_codes:
-            shown = ", ".join(f"{code!r} ({n})" for code, n in long_codes)
-            raise DeployError(
-                f"stocks has codes longer than the new tables' stock_code varchar({CODE_WIDTH}) can hold: "
-                f"{shown}; nothing was changed"
-            )
+    def check_preconditions(self, todo: list[Migration]) -> None:
+        """Each migration's own preconditions, before anything changes."""
+        for m in todo:
+            for pre in m.preconditions:
+                found = [str(row[0]) for row in self.query(pre.sql)]
+                if found:
+                    raise DeployError(f"{pre.problem}: {', '.join(found)}; nothing was changed")
 
     def changed(self, entries: dict[str, ledger.Entry]) -> list[Migration]:
         """Recorded migrations whose file changed since they were applied."""
-        return [m for m in self.migrations if m.name in entries and entries[m.name].checksum != m.checksum]
+        return [m for m in self.migrations if m.name in entries and not m.matches(entries[m.name].checksum)]
 
     def refuse_changed(self, verb: str, todo: list[Migration], entries: dict[str, ledger.Entry]) -> None:
         """Stop, naming every migration in `todo` whose file changed after it was applied."""
@@ -242,40 +235,28 @@ class Runner:
             rows.append((m.name, state))
         return rows
 
-    # -- drift -----------------------------------------------------------------------------
-
-    def drift(self, migration: Migration) -> dict[str, list[str]]:
-        """Per owned table that exists: its differences from what the migration creates."""
-        present = self.query(
-            "SELECT t FROM unnest(%s::text[]) t"
-            " WHERE to_regclass(quote_ident('public') || '.' || quote_ident(t)) IS NOT NULL",
-            (list(migration.owns),),
-        )
-        if not present:
-            return {}
-
-        def probe(cur: Cursor) -> dict[str, list[str]]:
-            wanted = drift.expected(cur, migration)
-            found = {t: drift.describe(cur, "public", t) for (t,) in present}
-            self.conn.rollback()
-            return {t: drift.differences(found[t], wanted[t]) for t in found}
-
-        return self.transaction(probe, f"{migration.name}: compare with the database")
+    # -- drift ---------------------------------------------------------------------------
 
     def check_drift(self, entries: dict[str, ledger.Entry]) -> list[Migration]:
-        """Stop on any difference; return pending migrations whose tables already match."""
-        problems, adoptable = [], []
+        """Stop on any difference from the contracts at the ledger head; return the pending
+        migrations whose objects someone already made exactly as their contracts say."""
+        found = self.transaction(catalog.read, "read the catalog")
+        applied = [m for m in self.migrations if m.name in entries and entries[m.name].state == "applied"]
+        unfinished = [m for m in self.migrations if m.name in entries and m not in applied]
+        in_flux = {k for m in unfinished for k in m.contract.keys}
+        problems = judge(applied, found, in_flux)
+        adoptable, head = [], fold(m.contract for m in applied)
         for m in self.migrations:
-            diffs = self.drift(m)
-            missing = [t for t in m.owns if t not in diffs]
-            if m.name in entries and missing:
-                problems.append(f"{m.name}: the ledger says applied but {', '.join(missing)} is missing")
-            for table, lines in diffs.items():
-                problems += [f"{m.name}: {table}: {line}" for line in lines]
-            if m.name not in entries and diffs and not missing and not any(diffs.values()):
+            made = [t for t in m.contract.created_tables() if catalog.Key("table", t) in found]
+            if m.name in entries or not made:
+                continue
+            diffs = judge([m], found, set(), start=head, missing=PARTIAL)
+            if m.has_data_phases:
+                problems.append(f"{m.name}: {', '.join(made)} exist, but it changes rows: cannot be adopted")
+            elif diffs:
+                problems += diffs
+            else:
                 adoptable.append(m)
-            elif m.name not in entries and diffs and missing:
-                problems.append(f"{m.name}: only part of its tables exist ({', '.join(diffs)})")
         if problems:
             raise DeployError(
                 "the database differs from the migrations; nothing was changed:\n  " + "\n  ".join(problems)
@@ -353,11 +334,12 @@ class Runner:
 
     def run_batches(self, migration: Migration, phase: Batches) -> None:
         """Repeat the data statement in short transactions until no key is left."""
-        after, batch, total = "", 0, 0
+        after: str | None = None
+        batch, total = 0, 0
         while True:
             batch += 1
 
-            def work(cur: Cursor, n: int = batch, after: str = after) -> tuple[Any, int]:
+            def work(cur: Cursor, n: int = batch, after: str | None = after) -> tuple[Any, int]:
                 cur.execute(phase.sql, {"after": after, "batch_size": self.settings.batch_size})
                 row = cur.fetchone()
                 assert row is not None, "a batch statement returns one row"
@@ -382,10 +364,12 @@ class Runner:
         """Apply pending (or interrupted) migrations up to `to`; returns what was done."""
         target = self.find(to) if to else len(self.migrations) - 1
         with self.deployment_lock():
-            self.require_codes_fit()
             entries = self.entries()
+            self.check_preconditions([m for m in self.migrations[: target + 1] if m.name not in entries])
             self.refuse_changed("upgrade", self.migrations, entries)
             adoptable = self.check_drift(entries)
+            if not entries and target >= 0:
+                self.keep_before_image()
             done = []
             for m in self.migrations[: target + 1]:
                 entry = entries.get(m.name)
@@ -400,6 +384,12 @@ class Runner:
             if not done:
                 self.say("nothing to do: every migration up to the target is applied")
             return done
+
+    def keep_before_image(self) -> None:
+        """Save the database as it is before the first migration: verification's yardstick."""
+        rewrites = [rw for m in self.migrations for rw in m.contract.rewrites]
+        taken = self.transaction(lambda cur: image.take(cur, rewrites), "read the before-image")
+        self.say(f"  before-image kept in {image.save(taken)}")
 
     def adopt(self, migration: Migration) -> None:
         """Record a migration whose tables someone created by hand and that match exactly."""
@@ -440,3 +430,31 @@ class Runner:
                 raise DeployError(f"roll back {', '.join(later[::-1])} before {name}")
             previous = self.migrations[index - 1].name if index > 0 else "base"
             self.downgrade(to=previous)
+
+
+def judge(
+    migrations: list[Migration],
+    found: catalog.Image,
+    skip: set[catalog.Key],
+    start: dict[catalog.Key, str | None] | None = None,
+    missing: str = "the ledger says applied but {} is missing",
+) -> list[str]:
+    """Differences between the catalog and what `migrations` declare (on top of `start`),
+    each line naming the migration that declares the fact: declared facts that differ, and
+    anything more on the tables they create. A created table that is missing is one line."""
+    expected = fold((m.contract for m in migrations), start)
+    owner = {key: m.name for m in migrations for key in m.contract.keys}
+    problems: list[str] = []
+    for m in migrations:
+        gone = [t for t in m.contract.created_tables() if catalog.Key("table", t) not in found]
+        problems += [f"{m.name}: {missing.format(table)}" for table in gone]
+        mine = {k: v for k, v in expected.items() if owner.get(k) == m.name and k not in skip}
+        mine = {k: v for k, v in mine.items() if k.table not in gone}
+        problems += [f"{m.name}: {line}" for line in catalog.differences(mine, found)]
+        created = set(m.contract.created_tables()) - set(gone)
+        problems += [
+            f"{m.name}: {key}: not in the contracts, found {value!r}"
+            for key, value in sorted(found.items(), key=lambda kv: catalog.sort_key(kv[0]))
+            if key.table in created and key not in expected and key not in skip
+        ]
+    return problems

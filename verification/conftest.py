@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import getpass
 import secrets
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import DBAPIError
 
+from migrations import catalog, image
 from migrations.dburl import DeployError, UsageError, describe, mask, resolve
-from verification.catalog import Catalog
+from migrations.steps import load_all
 from verification.db import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, Probe, Target
 from verification.report import DeploymentReport
+from verification.state import ALIASES, State, check, target_name
 
-STATES = ("upgraded", "rolled-back")
 TARGETS = pytest.StashKey[dict[str, Target]]()  # by masked URL, in the order given
+ALLOWED = pytest.StashKey[list[str]]()  # differences allowed by --allow, as found
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,10 +41,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--db-urls-file", default=None, help="a file of database URLs, one per line")
     group.addoption(
+        "--to",
+        default=None,
+        metavar="head|base|NAME",
+        help="the state to verify: after migration NAME, 'head' (every migration; the default) "
+        "or 'base' (before the first: a complete rollback)",
+    )
+    group.addoption(
         "--expect",
-        choices=STATES,
-        default="upgraded",
-        help="the state to verify: upgraded (default) or rolled-back",
+        choices=tuple(ALIASES),
+        default=None,
+        help="the same as --to: upgraded = head, rolled-back = base",
+    )
+    group.addoption(
+        "--before",
+        default=None,
+        metavar="FILE",
+        help="the before-image to compare with (default: the newest one of the database in --images)",
+    )
+    group.addoption(
+        "--images",
+        default=None,
+        metavar="DIR",
+        help=f"where the kit keeps before-images (default ${image.DIR_ENV}, else {image.DEFAULT_DIR})",
+    )
+    group.addoption(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="OBJECT",
+        help="a difference to allow, by the object it names (e.g. 'index stocks.ix_extra'; "
+        "* and ? match); shown as allowed, repeatable",
     )
     group.addoption(
         "--env-name",
@@ -82,7 +111,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Connect once, before any check: bad input or an unreachable database is one line."""
-    config.addinivalue_line("markers", "expect(state): the check belongs to this deployed state")
+    config.addinivalue_line("markers", "needs(key, ...): the check tries objects the state must have")
+    config.addinivalue_line(
+        "markers", "applied(name, not_=False): the check holds while NAME is (not) applied"
+    )
     if config.option.collectonly:
         return
     targets: dict[str, Target] = {}
@@ -149,16 +181,32 @@ def failure_sentence(error: BaseException) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the checks of the expected state (unmarked checks hold in both)."""
-    wanted = config.getoption("--expect")
+    """Keep the checks that apply at the verified state (known from the chain, no database)."""
+    plan = State.at(load_all(), chosen(config), None)
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
-        mark = item.get_closest_marker("expect")
-        (keep if mark is None or mark.args[0] == wanted else drop).append(item)
+        needed = [key for mark in item.iter_markers("needs") for key in mark.args]
+        applied = [
+            (name, mark.kwargs.get("not_", False))
+            for mark in item.iter_markers("applied")
+            for name in mark.args
+        ]
+        fits = all(plan.expects(k) for k in needed) and all(plan.is_applied(n) != no for n, no in applied)
+        (keep if fits else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def chosen(config: pytest.Config) -> str:
+    """The migration the verified state ends with, or 'base'; a usage error if unknown."""
+    names = [m.name for m in load_all()]
+    name = target_name(config)
+    name = names[-1] if name == "head" else name
+    if name not in (*names, "base"):
+        raise pytest.UsageError(f"--to {name}: unknown migration; known: head, base, {', '.join(names)}")
+    return name
 
 
 @pytest.fixture(scope="session")
@@ -186,6 +234,48 @@ def probe_code(target: Target) -> str:
 
 
 @pytest.fixture(scope="session")
-def catalog(target: Target) -> Catalog:
-    """What the database has, by SQLAlchemy reflection (plus pg_catalog where it is silent)."""
-    return Catalog(target)
+def found(target: Target) -> catalog.Image:
+    """The database's catalog, read once (verification changes nothing)."""
+    conn = target.conn
+    try:
+        conn.exec_driver_sql(catalog.PIN)
+        return catalog.from_rows(conn.exec_driver_sql(catalog.IMAGE_SQL).all())
+    finally:
+        conn.rollback()
+
+
+@pytest.fixture(scope="session")
+def state(request: pytest.FixtureRequest, target: Target) -> State:
+    """The state the database should be in: before-image + the contracts up to the target."""
+    name = chosen(request.config)
+    explicit = request.config.getoption("--before")
+    folder = request.config.getoption("--images")
+    database = str(target.value("SELECT current_database()"))
+    before = (
+        image.load(Path(explicit)) if explicit else image.newest(database, Path(folder) if folder else None)
+    )
+    why = (
+        ""
+        if before
+        else (
+            f"no before-image of {database} in {folder or image.directory()} (the kit keeps one when it"
+            " deploys or backs up; or pass --before FILE): only what the migrations declare is judged"
+        )
+    )
+    return State.at(load_all(), name, before, why)
+
+
+@pytest.fixture
+def judge(request: pytest.FixtureRequest, state: State, found: catalog.Image) -> Callable[[str], None]:
+    """`judge(group)`: the group's facts are as expected, or the check fails listing every
+    difference; allowed ones are kept for the terminal and the report."""
+    notes: list[str] = request.config.stash.setdefault(ALLOWED, [])
+    allowed = list(request.config.getoption("--allow"))
+    return lambda group: check(state, found, group, allowed, notes)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Allowed differences are shown, never silently passed."""
+    allowed: list[str] = config.stash.get(ALLOWED, [])
+    for line in dict.fromkeys(allowed):
+        terminalreporter.write_line(line)

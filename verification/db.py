@@ -134,7 +134,7 @@ class Probe:
         self.next_id -= 1
         return self.next_id
 
-    def add_stock(self, code: str, priority: int = 5) -> int:
+    def add_stock(self, code: str, priority: int | None = 5) -> int:
         """A probe stock (explicit id, as the application would send it); returns its id."""
         stock_id = self.new_id()
         self.execute(

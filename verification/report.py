@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from migrations.dburl import describe, mask
 from verification.db import Target
+from verification.state import target_name
 
 RECORD_HEADER = (
     "| date | environment | executor | result | notes |\n|------|-------------|----------|--------|-------|\n"
@@ -32,7 +33,7 @@ class DeploymentReport:
         self.facts: dict[str, str] = {
             "Environment": config.getoption("--env-name"),
             "Executor": executor,
-            "Expected state": config.getoption("--expect"),
+            "Expected state": target_name(config),
             "Database": ", ".join(self.targets),
             "Started": now(),
         }

@@ -1,57 +1,54 @@
-"""Checklist: UNIQUE and CHECK constraints (UNIQUE 제약조건 확인)."""
+"""Checklist: UNIQUE (UNIQUE 제약조건 확인), primary keys and CHECK constraints — each one's
+definition, DEFERRABLE and validity; a primary key by its columns (its name may change).
 
+A failure also runs the runbook's troubleshooting query: duplicate groups of each expected
+UNIQUE constraint's columns.
+"""
+
+import re
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy import Select
 
-from verification.catalog import Catalog
+from migrations import catalog
 from verification.db import Target
-from verification.expected import NEW_TABLES, Check
+from verification.state import State
 
-pytestmark = pytest.mark.expect("upgraded")
-UNIQUES = [(t.name, name, cols) for t in NEW_TABLES for name, cols in t.unique.items()]
-CHECKS = [(t.name, c) for t in NEW_TABLES for c in t.checks]
+CHECKLIST = "unique"
+UNIQUE = re.compile(r"^UNIQUE \(([\w, ]+)\)$")
 
 
-def duplicates(table: str, columns: tuple[str, ...]) -> Select:
+def duplicates(table: str, columns: list[str]) -> Select:
     """The runbook's troubleshooting query: duplicate groups (at most 10)."""
     keys: list[sa.ColumnClause[Any]] = [sa.column(c) for c in columns]
     return (
         sa.select(*keys, sa.func.count())
-        .select_from(sa.table(table, *keys))
+        .select_from(sa.table(table, *keys, schema="public"))
         .group_by(*keys)
         .having(sa.func.count() > 1)
         .limit(10)
     )
 
 
-@pytest.mark.parametrize(("table", "name", "columns"), UNIQUES, ids=[u[1] for u in UNIQUES])
-def test_unique_constraint(catalog: Catalog, target: Target, table: str, name: str, columns) -> None:
-    got = catalog.unique_constraints(table).get(name)
-    if got == columns:
-        return
-    shown = "not checked"
-    if catalog.has_table(table) and set(columns) <= set(catalog.columns(table)):
-        rows = target.rows(duplicates(table, columns))
-        shown = "; ".join(str(tuple(r)) for r in rows) or "none"
-    pytest.fail(
-        f"{table} should have UNIQUE {name} on {columns}, found {got or 'no such constraint'}; "
-        f"duplicate groups of {columns}: {shown}"
-    )
+def troubleshooting(state: State, found: catalog.Image, target: Target) -> list[str]:
+    """For each expected UNIQUE constraint of an existing table: its duplicate groups."""
+    lines = []
+    for key, definition in sorted(state.expected.items(), key=lambda kv: catalog.sort_key(kv[0])):
+        unique = UNIQUE.match(definition or "") if key.kind == "constraint" else None
+        columns = unique[1].split(", ") if unique else []
+        if columns and all(catalog.Key("column", key.table, c) in found for c in columns):
+            rows = target.rows(duplicates(key.table, columns))
+            shown = "; ".join(str(tuple(r)) for r in rows) or "none"
+            lines.append(f"duplicate groups of {key.table} ({', '.join(columns)}): {shown}")
+    return lines
 
 
-@pytest.mark.parametrize(("table", "check"), CHECKS, ids=[c.name for _, c in CHECKS])
-def test_check_constraint_columns(catalog: Catalog, table: str, check: Check) -> None:
-    assert check.name in catalog.check_constraints(table), (
-        f"{table} should have CHECK {check.name}; found {sorted(catalog.check_constraints(table))}"
-    )
-    got = catalog.check_columns(table, check.name)
-    assert got == check.columns, f"CHECK {check.name} should read {check.columns}, found {got}"
-
-
-@pytest.mark.parametrize(("table", "check"), CHECKS, ids=[c.name for _, c in CHECKS])
-def test_check_constraint_validated(catalog: Catalog, table: str, check: Check) -> None:
-    got = catalog.validated(table, check.name)
-    assert got, f"CHECK {check.name} should be validated, found {'NOT VALID' if got is False else 'missing'}"
+def test_unique_keys_and_checks_are_as_expected(
+    judge: Callable[[str], None], state: State, found: catalog.Image, target: Target
+) -> None:
+    try:
+        judge("unique")
+    except AssertionError as failure:
+        raise AssertionError("\n".join([str(failure), *troubleshooting(state, found, target)])) from None

@@ -1,58 +1,53 @@
-"""Checklist: FOREIGN KEY constraints (Foreign Key 제약조건 확인)."""
+"""Checklist: FOREIGN KEY constraints (Foreign Key 제약조건 확인) — columns, target, ON DELETE,
+DEFERRABLE and validity, on the new tables and on every table that referenced `stocks` before.
 
-import pytest
+A failure also runs the runbook's troubleshooting query: codes missing from the parent.
+"""
+
+import re
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from sqlalchemy import Select
 
-from verification.catalog import Catalog
+from migrations import catalog
 from verification.db import Target
-from verification.expected import NEW_TABLES, ForeignKey
+from verification.state import State, is_foreign_key
 
-pytestmark = pytest.mark.expect("upgraded")
-FKS = [(t.name, fk) for t in NEW_TABLES for fk in t.foreign_keys]
-IDS = [fk.name for _, fk in FKS]
+CHECKLIST = "foreign keys"
+SINGLE_COLUMN_FK = re.compile(r"^FOREIGN KEY \((\w+)\) REFERENCES public\.(\w+)\((\w+)\)")
 
 
-def orphans(table: str) -> Select:
-    """The runbook's troubleshooting query: stock codes missing from stocks (at most 10)."""
-    child, stocks = sa.table(table, sa.column("stock_code")), sa.table("stocks", sa.column("code"))
-    missing = ~sa.exists().where(stocks.c.code == child.c.stock_code)
+def orphans(table: str, column: str, parent: str, parent_column: str) -> Select:
+    """The runbook's troubleshooting query: values missing from the parent table (at most 10)."""
+    child = sa.table(table, sa.column(column), schema="public")
+    ref = sa.table(parent, sa.column(parent_column), schema="public")
+    missing = ~sa.exists().where(ref.c[parent_column] == child.c[column])
     return (
-        sa.select(child.c.stock_code, sa.func.count())
-        .where(missing)
-        .group_by(child.c.stock_code)
-        .order_by(child.c.stock_code)
+        sa.select(child.c[column], sa.func.count())
+        .where(missing, child.c[column].is_not(None))
+        .group_by(child.c[column])
+        .order_by(child.c[column])
         .limit(10)
     )
 
 
-@pytest.mark.parametrize(("table", "fk"), FKS, ids=IDS)
-def test_foreign_key_columns(catalog: Catalog, table: str, fk: ForeignKey) -> None:
-    got = tuple(catalog.named("foreign key", table, fk.name)["constrained_columns"])
-    assert got == fk.columns, f"{fk.name} should be on {table}{fk.columns}, found {got}"
+def troubleshooting(state: State, found: catalog.Image, target: Target) -> list[str]:
+    """For each expected single-column foreign key of an existing table: the orphans found."""
+    lines = []
+    for key, definition in sorted(state.expected.items(), key=lambda kv: catalog.sort_key(kv[0])):
+        fk = SINGLE_COLUMN_FK.match(definition or "") if is_foreign_key(definition) else None
+        if fk and catalog.Key("column", key.table, fk[1]) in found and catalog.Key("table", fk[2]) in found:
+            rows = target.rows(orphans(key.table, *fk.groups()))
+            shown = ", ".join(f"{value!r} ({n} rows)" for value, n in rows) or "none"
+            lines.append(f"{fk[1]} values in {key.table} missing from {fk[2]}: {shown}")
+    return lines
 
 
-@pytest.mark.parametrize(("table", "fk"), FKS, ids=IDS)
-def test_foreign_key_target(catalog: Catalog, table: str, fk: ForeignKey) -> None:
-    got = catalog.named("foreign key", table, fk.name)
-    found_target = (got["referred_table"], tuple(got["referred_columns"]))
-    assert found_target == (fk.target_table, fk.target_columns), (
-        f"{fk.name} should reference {fk.target_table}{fk.target_columns}, found {found_target}"
-    )
-
-
-@pytest.mark.parametrize(("table", "fk"), FKS, ids=IDS)
-def test_foreign_key_on_delete(catalog: Catalog, table: str, fk: ForeignKey) -> None:
-    got = (catalog.named("foreign key", table, fk.name)["options"].get("ondelete") or "NO ACTION").upper()
-    assert got == fk.on_delete, f"{fk.name} should be ON DELETE {fk.on_delete}, found ON DELETE {got}"
-
-
-@pytest.mark.parametrize(("table", "fk"), FKS, ids=IDS)
-def test_foreign_key_validated(catalog: Catalog, target: Target, table: str, fk: ForeignKey) -> None:
-    catalog.named("foreign key", table, fk.name)
-    if catalog.validated(table, fk.name):
-        return
-    shown = ", ".join(f"{code!r} ({n} rows)" for code, n in target.rows(orphans(table))) or "none found"
-    pytest.fail(
-        f"{fk.name} should be validated, found NOT VALID; stock codes in {table} missing from stocks: {shown}"
-    )
+def test_foreign_keys_are_as_expected(
+    judge: Callable[[str], None], state: State, found: catalog.Image, target: Target
+) -> None:
+    try:
+        judge("foreign keys")
+    except AssertionError as failure:
+        raise AssertionError("\n".join([str(failure), *troubleshooting(state, found, target)])) from None

@@ -1,25 +1,13 @@
-"""Checklist: indexes (인덱스 생성 확인): name, columns in order, DESC where due."""
+"""Checklist: indexes (인덱스 생성 확인) — method, columns, order, NULLS, predicate and validity.
 
-import pytest
+An extra plain index on a table the migrations did not create is the application's tuning
+and passes; an extra UNIQUE or INVALID index, or anything more on a new table, fails.
+"""
 
-from verification.catalog import Catalog
-from verification.expected import NEW_TABLES, Index
+from collections.abc import Callable
 
-pytestmark = pytest.mark.expect("upgraded")
-INDEXES = [(t.name, i) for t in NEW_TABLES for i in t.indexes]
-IDS = [i.name for _, i in INDEXES]
-
-
-@pytest.mark.parametrize(("table", "index"), INDEXES, ids=IDS)
-def test_index_columns(catalog: Catalog, table: str, index: Index) -> None:
-    got = tuple(catalog.named("index", table, index.name)["column_names"])
-    assert got == index.columns, f"index {index.name} should be on {index.columns}, found {got}"
+CHECKLIST = "indexes"
 
 
-@pytest.mark.parametrize(("table", "index"), INDEXES, ids=IDS)
-def test_index_sort_order(catalog: Catalog, table: str, index: Index) -> None:
-    sorting = catalog.named("index", table, index.name).get("column_sorting", {})
-    got = tuple(col for col, flags in sorting.items() if "desc" in flags)
-    assert got == index.desc, (
-        f"index {index.name} should sort {index.desc or 'no column'} DESC, found {got or 'none'} DESC"
-    )
+def test_indexes_are_as_expected(judge: Callable[[str], None]) -> None:
+    judge("indexes")

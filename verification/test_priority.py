@@ -1,14 +1,50 @@
-"""Checklist: every stocks.priority is 1 (priority 값이 모두 1인지 확인), and stays 1."""
+"""Checklist: priority (priority 값이 모두 1인지 확인) — every stocks.priority is 1 while
+deprecate_priority_column is applied, every saved original is the value the before-image
+holds, and after its rollback every stock has its own priority back.
+
+The column's default, comment and trigger are catalog facts (test_tables, test_triggers).
+"""
+
+import json
 
 import pytest
 
-from verification.catalog import Catalog
 from verification.db import Target
-from verification.expected import PRIORITY_COMMENT_PREFIX_AFTER, PRIORITY_DEFAULT_AFTER
+from verification.state import State
 
-pytestmark = pytest.mark.expect("upgraded")
+CHECKLIST = "priority"
+MIGRATION = "deprecate_priority_column"
+REWRITE = "stocks.priority"
+DISTRIBUTION = "SELECT priority, count(*) FROM public.stocks GROUP BY priority ORDER BY priority NULLS FIRST"
 
-DISTRIBUTION = "SELECT priority, count(*) FROM stocks GROUP BY priority ORDER BY priority NULLS FIRST"
+# Saved originals that differ from the before-image, both ways (a stock the application
+# deleted since keeps its saved value; a stock it created never had another one).
+SAVED_VS_BEFORE = """
+WITH was AS (SELECT key AS code, value::int AS priority FROM jsonb_each_text(CAST(:image AS jsonb)))
+SELECT format('%s: saved %s, before the deploy %s', coalesce(s.code, w.code),
+              coalesce(s.priority::text, 'nothing'), coalesce(w.priority::text, 'unknown'))
+FROM public.stocks_priority_backup s
+FULL JOIN (SELECT * FROM was WHERE priority IS DISTINCT FROM 1) w ON w.code = s.code
+WHERE s.priority IS DISTINCT FROM w.priority
+  AND (s.code IS NOT NULL OR EXISTS (SELECT 1 FROM public.stocks t WHERE t.code = w.code))
+ORDER BY 1 LIMIT 5
+"""
+NOW_VS_BEFORE = """
+WITH was AS (SELECT key AS code, value::int AS priority FROM jsonb_each_text(CAST(:image AS jsonb)))
+SELECT format('%s: %s, before the deploy %s', s.code, coalesce(s.priority::text, 'NULL'), w.priority)
+FROM was w JOIN public.stocks s ON s.code = w.code
+WHERE s.priority IS DISTINCT FROM w.priority
+ORDER BY 1 LIMIT 5
+"""
+
+
+def before_values(state: State) -> str:
+    """The before-image's priorities as JSON, or skip saying why there are none."""
+    if state.before is None:
+        pytest.skip(state.no_before)
+    if REWRITE not in state.before.values:
+        pytest.skip(f"the before-image {state.before.path} holds no {REWRITE} values")
+    return json.dumps(state.before.values[REWRITE])
 
 
 def distribution(target: Target) -> str:
@@ -16,23 +52,24 @@ def distribution(target: Target) -> str:
     return ", ".join(f"{p} → {n}" for p, n in target.rows(DISTRIBUTION))
 
 
+@pytest.mark.applied(MIGRATION)
 def test_every_priority_is_1(target: Target) -> None:
     # EXISTS stops at the first offender: cheap on a large table when the deploy is right.
-    offender = target.value("SELECT EXISTS (SELECT 1 FROM stocks WHERE priority IS DISTINCT FROM 1)")
+    offender = target.value("SELECT EXISTS (SELECT 1 FROM public.stocks WHERE priority IS DISTINCT FROM 1)")
     assert not offender, f"every stocks.priority should be 1; found {distribution(target)}"
 
 
-def test_priority_default_is_1(catalog: Catalog) -> None:
-    got = catalog.columns("stocks")["priority"]["default"]
-    assert got == PRIORITY_DEFAULT_AFTER, f"stocks.priority should default to 1, found {got or 'nothing'}"
-
-
-def test_priority_comment_says_deprecated(catalog: Catalog) -> None:
-    got = catalog.columns("stocks")["priority"]["comment"] or ""
-    assert got.startswith(PRIORITY_COMMENT_PREFIX_AFTER), (
-        f"the comment on stocks.priority should start with {PRIORITY_COMMENT_PREFIX_AFTER}, found {got!r}"
+@pytest.mark.applied(MIGRATION)
+def test_saved_priorities_are_the_originals(state: State, target: Target) -> None:
+    ones = target.value(
+        "SELECT count(*) FROM public.stocks_priority_backup WHERE priority = 1 OR priority IS NULL"
     )
+    assert ones == 0, f"a saved original priority is never 1 or NULL (it was not changed); found {ones}"
+    wrong = [row[0] for row in target.rows(SAVED_VS_BEFORE, image=before_values(state))]
+    assert not wrong, "each saved priority should be the stock's value before the deploy; " + "; ".join(wrong)
 
 
-def test_priority_column_is_kept(catalog: Catalog) -> None:
-    assert "priority" in catalog.columns("stocks"), "stocks.priority should still exist (API compatibility)"
+@pytest.mark.applied(MIGRATION, not_=True)
+def test_every_priority_is_as_before(state: State, target: Target) -> None:
+    wrong = [row[0] for row in target.rows(NOW_VS_BEFORE, image=before_values(state))]
+    assert not wrong, "every stock should have its priority of before the deploy back; " + "; ".join(wrong)

@@ -1,0 +1,124 @@
+"""What a migration declares it does to the catalog, in the words of `migrations.catalog`.
+
+A contract is written by hand, independently of the migration's SQL: the tests prove that
+the SQL does what the contract says (a bug in a migration never becomes its own proof).
+The same declaration tells the runner what a migration owns (drift, adoption), backup what
+to clear before loading a pre-deployment dump, and verification what to expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from migrations.catalog import ANY, Image, Key
+
+__all__ = ["ANY", "Contract", "Key", "Rewrite", "fold", "function", "serial", "table"]
+
+
+# An expected image: None where an object must not exist.
+Expected = dict[Key, str | None]
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """Rows whose `column` a migration rewrites, keyed by `key`: the before-image keeps their
+    values, and a rollback must give every one of them back."""
+
+    table: str
+    key: str
+    column: str
+
+    def __str__(self) -> str:
+        return f"{self.table}.{self.column}"
+
+
+@dataclass(frozen=True)
+class Contract:
+    """Facts a migration adds, changes (new definition of an existing fact) and removes, and
+    the column values it rewrites."""
+
+    adds: Mapping[Key, str] = field(default_factory=dict)
+    changes: Mapping[Key, str] = field(default_factory=dict)
+    removes: tuple[Key, ...] = ()
+    rewrites: tuple[Rewrite, ...] = ()
+
+    def apply(self, image: Mapping[Key, str | None]) -> Expected:
+        """The image after this migration (None: the object must not exist)."""
+        after: Expected = dict(image)
+        after.update(dict.fromkeys(self.removes))
+        after.update(self.changes)
+        after.update(self.adds)
+        return after
+
+    def revert(self, image: Mapping[Key, str | None], before: Mapping[Key, str | None]) -> Expected:
+        """The image after rolling this migration back: its facts as they were `before`."""
+        after = dict(image)
+        for key in (*self.adds, *self.changes, *self.removes):
+            after[key] = before.get(key)
+        return after
+
+    @property
+    def keys(self) -> set[Key]:
+        """Every fact this migration touches."""
+        return {*self.adds, *self.changes, *self.removes}
+
+    def created_tables(self) -> list[str]:
+        """The tables it creates."""
+        return [key.table for key in self.adds if key.kind == "table"]
+
+    def created(self, kind: str) -> list[Key]:
+        """The objects of one kind it creates."""
+        return [key for key in self.adds if key.kind == kind]
+
+
+def fold(contracts: Iterable[Contract], start: Mapping[Key, str | None] | None = None) -> Expected:
+    """The expected image after applying `contracts` in order to `start` (default: nothing)."""
+    image: Expected = dict(start or {})
+    for contract in contracts:
+        image = contract.apply(image)
+    return image
+
+
+# -- helpers to write contracts as a person reads a table definition ---------------------------
+
+
+def table(
+    name: str,
+    *,
+    columns: Mapping[str, str],
+    comment: str | None = None,
+    column_comments: Mapping[str, str] | None = None,
+    primary_key: str | None = None,
+    constraints: Mapping[str, str] | None = None,
+    indexes: Mapping[str, str] | None = None,
+    triggers: Mapping[str, str] | None = None,
+    persistence: str = "logged",
+) -> Image:
+    """Every fact of a new table."""
+    facts: Image = {Key("table", name): persistence}
+    facts.update({Key("column", name, col): definition for col, definition in columns.items()})
+    if comment is not None:
+        facts[Key("comment", name)] = comment
+    facts.update({Key("comment", name, col): text for col, text in (column_comments or {}).items()})
+    if primary_key is not None:
+        facts[Key("primary key", name)] = primary_key
+    facts.update({Key("constraint", name, n): d for n, d in (constraints or {}).items()})
+    facts.update({Key("index", name, n): d for n, d in (indexes or {}).items()})
+    facts.update({Key("trigger", name, n): d for n, d in (triggers or {}).items()})
+    return facts
+
+
+def serial(table_name: str, column: str = "id") -> tuple[str, Image]:
+    """An integer serial column's definition, and the fact of its sequence."""
+    sequence = f"{table_name}_{column}_seq"
+    return (
+        f"integer not null default nextval('public.{sequence}'::regclass)",
+        {Key("sequence", "", sequence): f"integer, owned by {table_name}.{column}"},
+    )
+
+
+def function(signature: str, returns: str, language: str, body: str) -> Image:
+    """A function of `public`: its signature `name(args)`, result, language and body."""
+    text = " ".join(body.split())
+    return {Key("function", "", signature): f"returns {returns} language {language}: {text}"}

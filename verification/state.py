@@ -1,0 +1,143 @@
+"""The state a database should be in: the before-image, plus what each migration up to the
+target declares (its contract), compared fact by fact with what the database has.
+
+Everything the before-image holds is judged, and everything the migrations declare: a
+difference nobody declared fails, whatever it is. What is outside both (tables and functions
+the application made since, other schemas) is not the deployment's business, and neither is
+an extra plain index on a table the migrations did not create (tuning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from migrations import catalog, ledger
+from migrations.catalog import Key
+from migrations.contract import Contract, Expected, fold
+from migrations.image import BeforeImage
+from migrations.steps import Migration
+
+ALIASES = {"upgraded": "head", "rolled-back": "base"}  # --expect, the first kit's words
+
+
+def target_name(config: Any) -> str:
+    """The state asked for: --to, else --expect's alias, else head."""
+    chosen = config.getoption("--to") or ALIASES.get(config.getoption("--expect") or "", "head")
+    return str(chosen)
+
+
+# The checklist's catalog groups: which facts each one judges.
+GROUPS = {
+    "tables": ("table", "column", "comment", "view", "materialized view", "type", "policy"),
+    "indexes": ("index",),
+    "foreign keys": ("constraint",),
+    "unique": ("primary key", "constraint"),
+    "triggers": ("trigger", "function"),
+    "sequences": ("sequence",),
+}
+
+
+def is_foreign_key(definition: str | None) -> bool:
+    return bool(definition and definition.startswith("FOREIGN KEY"))
+
+
+@dataclass
+class State:
+    """The expected state at `target` and how to judge a database against it."""
+
+    target: str
+    chain: list[Migration]
+    applied: list[Migration]
+    before: BeforeImage | None
+    no_before: str = ""
+    expected: Expected = field(default_factory=dict)
+    judged_tables: set[str] = field(default_factory=set)
+    created_tables: set[str] = field(default_factory=set)
+
+    @classmethod
+    def at(cls, chain: list[Migration], target: str, before: BeforeImage | None, why: str = "") -> State:
+        """The state after the migrations of `chain` up to `target` ('base': none)."""
+        names = [m.name for m in chain]
+        applied = chain[: names.index(target) + 1] if target != "base" else []
+        state = cls(target, chain, applied, before, why)
+        state.build()
+        return state
+
+    def contracts(self) -> list[Contract]:
+        """What is applied at the target, the kit's ledger first (there while any is)."""
+        return ([ledger.CONTRACT] if self.applied else []) + [m.contract for m in self.applied]
+
+    def build(self) -> None:
+        start = self.before.catalog if self.before else {}
+        folded = fold(self.contracts(), start)
+        declared = {k for c in (ledger.CONTRACT, *(m.contract for m in self.chain)) for k in c.keys}
+        gone = {k.table for k, v in folded.items() if k.kind == "table" and v is None}
+        self.expected = {k: (None if k.table in gone else folded.get(k)) for k in (*declared, *start)}
+        self.created_tables = {
+            t for c in (ledger.CONTRACT, *(m.contract for m in self.chain)) for t in c.created_tables()
+        }
+        present = {k.table for k, v in self.expected.items() if k.kind == "table" and v is not None}
+        self.judged_tables = present if self.before else present & self.created_tables
+
+    def is_applied(self, name: str) -> bool:
+        return any(m.name == name for m in self.applied)
+
+    def expects(self, key: Key) -> bool:
+        """Whether the object must exist at the target."""
+        return self.expected.get(key) is not None
+
+    def judge(self, found: catalog.Image, kinds: Iterable[str], only: str | None = None) -> Judgement:
+        """Every difference of these kinds: expected vs found, then anything more."""
+        kinds = set(kinds)
+
+        def wanted(key: Key, definition: str | None) -> bool:
+            if key.kind not in kinds:
+                return False
+            if only == "foreign keys":
+                return is_foreign_key(definition)
+            if only == "unique" and key.kind == "constraint":
+                return not is_foreign_key(definition)
+            return True
+
+        expected = {k: v for k, v in self.expected.items() if wanted(k, v or found.get(k))}
+        lines = catalog.differences(expected, found)
+        for key, definition in sorted(found.items(), key=lambda kv: catalog.sort_key(kv[0])):
+            if key in self.expected or key.table not in self.judged_tables or not wanted(key, definition):
+                continue
+            if key.kind == "index" and self.tuning(key, definition):
+                continue
+            lines.append(f"{key}: expected nothing (no migration declares it), found {definition!r}")
+        return Judgement(lines)
+
+    def tuning(self, key: Key, definition: str) -> bool:
+        """A plain, valid index on a table no migration created: the application's tuning."""
+        plain = not definition.startswith("UNIQUE") and not definition.endswith("(INVALID)")
+        return plain and key.table not in self.created_tables
+
+
+@dataclass
+class Judgement:
+    """The differences found, split into failures and those allowed by name (--allow)."""
+
+    lines: list[str]
+    allowed: list[str] = field(default_factory=list)
+
+    def allow(self, patterns: Iterable[str]) -> Judgement:
+        patterns = list(patterns)
+        keep: list[str] = []
+        allowed: list[str] = []
+        for line in self.lines:
+            subject = line.split(": ", 1)[0]
+            (allowed if any(fnmatchcase(subject, p) for p in patterns) else keep).append(line)
+        return Judgement(keep, allowed)
+
+
+def check(state: State, found: catalog.Image, group: str, allowed: list[str], notes: list[str]) -> None:
+    """The checklist group's facts are as expected, or fail listing every difference."""
+    judgement = state.judge(found, GROUPS[group], only=group).allow(allowed)
+    notes += [f"allowed: {line}" for line in judgement.allowed]
+    if judgement.lines:
+        raise AssertionError(f"{group}: {len(judgement.lines)} differences:\n" + "\n".join(judgement.lines))

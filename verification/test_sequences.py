@@ -1,0 +1,36 @@
+"""Checklist: sequences — each owned by its column as expected, and never behind the largest
+id of its column (the application's next INSERT would collide)."""
+
+from collections.abc import Callable
+
+from verification.db import Target
+from verification.state import State
+
+CHECKLIST = "sequences"
+
+# Owned sequences of public tables whose last value is below their column's maximum. The
+# maximum comes from the column's index (ids are primary keys); pg_sequences shows NULL
+# to a role that may not read the sequence, and such a sequence is not judged.
+BEHIND = """
+SELECT s.sequencename, t.relname, a.attname, s.last_value
+FROM pg_catalog.pg_sequences s
+JOIN pg_catalog.pg_class sc ON sc.relname = s.sequencename AND sc.relnamespace = 'public'::regnamespace
+JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = sc.oid
+     AND d.deptype IN ('a', 'i')
+JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+WHERE s.schemaname = 'public' AND t.relname = ANY(:tables)
+"""
+
+
+def test_sequences_are_as_expected(judge: Callable[[str], None]) -> None:
+    judge("sequences")
+
+
+def test_sequences_are_ahead_of_their_ids(state: State, target: Target) -> None:
+    behind = []
+    for sequence, table, column, last in target.rows(BEHIND, tables=sorted(state.judged_tables)):
+        top = target.value(f'SELECT max("{column}") FROM public."{table}"')  # noqa: S608 (catalog names)
+        if last is not None and top is not None and last < top:
+            behind.append(f"{sequence} is at {last}, behind max({table}.{column}) = {top}")
+    assert not behind, "each sequence should be ahead of its ids (next INSERT collides): " + "; ".join(behind)
