@@ -28,8 +28,8 @@ from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy.engine import URL
 
-from migrations import appdb, snapshot
-from migrations.dburl import fetch
+from migrations import appdb, image, snapshot
+from migrations.dburl import dbname, fetch
 from migrations.rehearse import run_verification
 from migrations.runner import Runner, Settings
 
@@ -70,6 +70,9 @@ def load_deployed(**kw: Any) -> None:
 # A run's own template names: a run killed before its teardown leaves its templates behind,
 # and the next run (or one running beside it on the same server) must not trip over them.
 RUN = uuid.uuid4().hex[:8]
+# Before-images of this run's databases (kept by upgrade and backup), never in the repo's data/;
+# subprocesses (the CLI, pytest verification) inherit it.
+os.environ[image.DIR_ENV] = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"azak_images_{RUN}")
 SERVER = {
     "host": os.environ.get("PGHOST"),
     "port": os.environ.get("PGPORT"),
@@ -182,8 +185,14 @@ def app_db(app_template: NoopExecutor) -> Iterator[Db]:
 
 @pytest.fixture
 def deployed_db(deployed_template: NoopExecutor) -> Iterator[Db]:
-    """The application's database with US-001 deployed by the runner."""
-    yield from clone(deployed_template)
+    """The application's database with US-001 deployed by the runner, and its before-image
+    (the template's, taken when the runner deployed it)."""
+    for db in clone(deployed_template):
+        before = image.newest(deployed_template.template_dbname)
+        assert before is not None, "the deployed template has no before-image"
+        before.database = dbname(db.url)
+        image.save(before)
+        yield db
 
 
 @pytest.fixture

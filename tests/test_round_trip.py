@@ -1,9 +1,37 @@
-"""Upgrade then downgrade leaves the database exactly as it was: schema, rows, priorities."""
+"""Upgrade then downgrade leaves the database exactly as it was: schema, rows, priorities.
+And each migration does exactly what its contract declares, no more (the contract is the
+proof of the SQL, never the other way round)."""
 
 import pytest
 
-from migrations import ORDER
+from migrations import ORDER, catalog, ledger
+from migrations.contract import fold
+from migrations.dburl import connect
+from migrations.steps import load_all
 from tests.conftest import Db
+
+CHAIN = load_all()
+
+
+def image_of(db: Db) -> catalog.Image:
+    conn = connect(db.url)
+    try:
+        with conn, conn.cursor() as cur:
+            return catalog.read(cur)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("upto", range(len(CHAIN)), ids=[m.name for m in CHAIN])
+def test_each_migration_does_exactly_what_its_contract_declares(app_db: Db, upto: int) -> None:
+    before = image_of(app_db)
+    with app_db.runner() as runner:
+        runner.upgrade(to=CHAIN[upto].name)
+    expected = fold([ledger.CONTRACT, *(m.contract for m in CHAIN[: upto + 1])], before)
+    found = image_of(app_db)
+    assert catalog.differences(expected, found) == []
+    extra = sorted(str(k) for k in set(found) - set(expected))
+    assert extra == [], "objects no contract declares"
 
 
 def test_up_down_consistency(app_db: Db) -> None:

@@ -1,0 +1,63 @@
+"""The kit carries the next change: a fourth migration that lives under tests/ and edits no
+US-001 file is deployed, verified at every state and rolled back, with no drift refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+from migrations import catalog
+from migrations.contract import Key
+from migrations.steps import EXTRA_ENV, load_all
+from tests.conftest import Db
+
+NEXT = "tests.next_change.add_product_info_listing"
+US001_HEAD = "deprecate_priority_column"
+
+
+@pytest.fixture
+def next_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chain with the fourth migration (the CLI and verification inherit the variable)."""
+    monkeypatch.setenv(EXTRA_ENV, NEXT)
+
+
+def ok(done) -> str:
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.usefixtures("next_change")
+def test_fourth_migration_upgrades_verifies_and_rolls_back(app_db: Db) -> None:
+    assert [m.name for m in load_all()][-1] == "add_product_info_listing"
+    before = app_db.snapshot()
+    ok(app_db.cli("upgrade"))
+    head = app_db.verify()
+    assert head.returncode == 0, head.output[-3000:]
+    assert "test_tables::test_tables_and_columns_are_as_expected" in head.passed
+    assert "nothing to do" in ok(app_db.cli("upgrade"))  # no drift refusal at the new head
+    ok(app_db.cli("downgrade", "--to", US001_HEAD))
+    at_us001 = app_db.verify(f"--to={US001_HEAD}")
+    assert at_us001.returncode == 0, at_us001.output[-3000:]
+    ok(app_db.cli("downgrade", "--to", "base"))
+    at_base = app_db.verify("--to=base")
+    assert at_base.returncode == 0, at_base.output[-3000:]
+    assert app_db.snapshot().differences(before) == []
+
+
+@pytest.mark.usefixtures("next_change")
+def test_verification_at_head_expects_the_fourth_migration(deployed_db: Db) -> None:
+    """US-001 alone is not the head any more: its column is missing, its dropped FK is there."""
+    result = deployed_db.verify()
+    assert result.returncode == 1
+    assert "column product_info.listing_market: expected 'character varying(20) null', found nothing" in (
+        result.output
+    )
+    assert "constraint financial_ratios.fk_financial_stock: expected nothing (absent)" in result.output
+    assert "the ledger should record" in result.output
+
+
+def test_the_fourth_contract_declares_only_what_it_changes() -> None:
+    """Its contract speaks the catalog's words (the same keys the image reads)."""
+    from tests.next_change.contracts.add_product_info_listing import CONTRACT
+
+    assert CONTRACT.removes == (Key("constraint", "financial_ratios", "fk_financial_stock"),)
+    assert all(key.kind in catalog.KINDS for key in CONTRACT.keys)
