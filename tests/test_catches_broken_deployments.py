@@ -1,174 +1,191 @@
-"""Every verification check can fail: break a correct database one way, see that check fail.
+"""Every verification check can fail, and says why: break a correct database one way, run
+`pytest verification` on it as an operator would, and require the named checks to fail with
+a message naming the broken fact. Harmless differences must pass.
 
-Each case breaks a freshly deployed (or rolled-back) throwaway database in exactly one way,
-runs `pytest verification` on it as an operator would, and requires the named checks to
-fail, the run to fail, and the failure message to say what was found.
+Upgraded cases start from a freshly deployed throwaway database with its before-image;
+rolled-back cases from one that the runner deployed and rolled back (its image kept).
 """
 
 from __future__ import annotations
 
 import sys
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
+from migrations.dburl import run_outside_transaction
+from tests import test_operations_checks as operations
 from tests.conftest import Db, run
-
-DISABLE_PRIORITY = "ALTER TABLE stocks DISABLE TRIGGER trigger_stocks_priority_deprecated;"
 
 
 @dataclass(frozen=True)
 class Break:
-    """One way to break a database, and what the verification must say about it."""
+    """One way to break a database, the checks that must fail, and what they must say."""
 
     id: str
     sql: str
     fails: tuple[str, ...]
-    says: str = ""
+    says: str
 
+
+TABLES = "test_tables::test_tables_and_columns_are_as_expected"
+INDEXES = "test_indexes::test_indexes_are_as_expected"
+FKS = "test_foreign_keys::test_foreign_keys_are_as_expected"
+UNIQUE = "test_constraints::test_unique_keys_and_checks_are_as_expected"
+TRIGGERS = "test_triggers::test_triggers_and_functions_are_as_expected"
+SEQUENCES = "test_sequences::test_sequences_are_as_expected"
+AHEAD = "test_sequences::test_sequences_are_ahead_of_their_ids"
+SETTINGS = "test_settings::test_sessions_fire_triggers_and_check_foreign_keys"
+LEDGER = "test_ledger::test_ledger_records_exactly_the_state"
+ALL_ONE = "test_priority::test_every_priority_is_1"
+SAVED = "test_priority::test_saved_priorities_are_the_originals"
+AS_BEFORE = "test_priority::test_every_priority_is_as_before"
+IMAGE = "test_tables::test_before_image_is_known"
+
+
+def probe(name: str) -> str:
+    return f"test_behaviour::{name}"
+
+
+def recreate_fk(table: str, name: str, tail: str) -> str:
+    return (
+        f"ALTER TABLE {table} DROP CONSTRAINT {name};"
+        f" ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY (stock_code) REFERENCES stocks (code) {tail};"
+    )
+
+
+def recreate_index(name: str, definition: str) -> str:
+    return f"DROP INDEX {name}; CREATE INDEX {name} ON {definition};"
+
+
+PRIORITY_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION stocks_priority_deprecated() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN IF NEW.priority > 1 THEN NEW.priority := 1; END IF; RETURN NEW; END $$;"
+)
 
 UPGRADED = [
+    # -- tables, columns, comments ---------------------------------------------------------
     Break(
         "table missing",
         "DROP TABLE product_info;",
-        ("test_tables::test_table_exists[product_info]",),
-        "table product_info should exist",
+        (TABLES,),
+        "table product_info: expected 'logged', found nothing",
     ),
     Break(
         "table comment missing",
         "COMMENT ON TABLE financial_ratios IS NULL;",
-        ("test_tables::test_table_has_comment[financial_ratios]",),
+        (TABLES,),
+        "comment on financial_ratios: expected 'KIS API financial ratios",
     ),
     Break(
         "varchar(8) where varchar(6) is due",
         "ALTER TABLE financial_ratios ALTER COLUMN stac_yymm TYPE varchar(8);",
-        ("test_columns::test_column_type[financial_ratios.stac_yymm]",),
-        "should be VARCHAR(6), found VARCHAR(8)",
+        (TABLES,),
+        "column financial_ratios.stac_yymm: expected 'character varying(6) not null', "
+        "found 'character varying(8) not null'",
     ),
     Break(
         "column nullable",
         "ALTER TABLE product_info ALTER COLUMN stock_code DROP NOT NULL;",
-        ("test_columns::test_column_nullability[product_info.stock_code]",),
+        (TABLES,),
+        "column product_info.stock_code: expected 'character varying(10) not null', found 'character varying(10) null'",
     ),
     Break(
         "column default missing",
         "ALTER TABLE financial_ratios ALTER COLUMN div_cls_code DROP DEFAULT;",
-        ("test_columns::test_column_default[financial_ratios.div_cls_code]",),
+        (TABLES,),
+        "found 'character varying(1) not null'",
     ),
     Break(
         "column missing",
         "ALTER TABLE financial_ratios DROP COLUMN rsrv_rate;",
-        ("test_columns::test_column_type[financial_ratios.rsrv_rate]",),
+        (TABLES,),
+        "column financial_ratios.rsrv_rate: expected 'double precision null', found nothing (absent)",
     ),
     Break(
         "column extra",
         "ALTER TABLE product_info ADD COLUMN listed boolean;",
-        ("test_columns::test_no_unexpected_columns[product_info]",),
-        "['listed']",
+        (TABLES,),
+        "column product_info.listed: expected nothing (no migration declares it), found 'boolean null'",
     ),
+    Break(
+        "stocks column loses NOT NULL",
+        "ALTER TABLE stocks ALTER COLUMN name DROP NOT NULL;",
+        (TABLES,),
+        "column stocks.name: expected 'character varying(100) not null', found 'character varying(100) null'",
+    ),
+    Break(
+        "new table UNLOGGED",
+        "ALTER TABLE financial_ratios SET UNLOGGED;",
+        (TABLES,),
+        "table financial_ratios: expected 'logged', found 'unlogged'",
+    ),
+    Break(
+        "row-level security enabled with no policy",
+        "ALTER TABLE product_info ENABLE ROW LEVEL SECURITY;",
+        (TABLES,),
+        "table product_info: expected 'logged', found 'logged, row security enabled'",
+    ),
+    Break(
+        "correct-looking copies in the verifying role's own schema",
+        "CREATE SCHEMA postgres; CREATE TABLE postgres.product_info (LIKE public.product_info INCLUDING ALL);"
+        " ALTER TABLE public.product_info DROP COLUMN prdt_name;",
+        (TABLES,),
+        "column product_info.prdt_name: expected 'character varying(120) null', found nothing",
+    ),
+    # -- keys and constraints ----------------------------------------------------------------
     Break(
         "primary key missing",
         "ALTER TABLE product_info DROP CONSTRAINT product_info_pkey;",
-        ("test_primary_keys::test_primary_key[product_info]",),
+        (UNIQUE,),
+        "primary key product_info: expected 'PRIMARY KEY (id)', found nothing",
     ),
     Break(
         "backup table without primary key",
         "ALTER TABLE stocks_priority_backup DROP CONSTRAINT stocks_priority_backup_pkey;",
-        ("test_primary_keys::test_primary_key[stocks_priority_backup]",),
-    ),
-    Break(
-        "index dropped",
-        "DROP INDEX idx_product_info_stock_code;",
-        ("test_indexes::test_index_columns[idx_product_info_stock_code]",),
-    ),
-    Break(
-        "index without DESC",
-        "DROP INDEX idx_financial_ratios_stock_stac;"
-        " CREATE INDEX idx_financial_ratios_stock_stac ON financial_ratios (stock_code, stac_yymm);",
-        ("test_indexes::test_index_sort_order[idx_financial_ratios_stock_stac]",),
-    ),
-    Break(
-        "index columns swapped",
-        "DROP INDEX idx_financial_ratios_stock_stac;"
-        " CREATE INDEX idx_financial_ratios_stock_stac ON financial_ratios (stac_yymm DESC, stock_code);",
-        ("test_indexes::test_index_columns[idx_financial_ratios_stock_stac]",),
-    ),
-    Break(
-        "foreign key missing",
-        "ALTER TABLE product_info DROP CONSTRAINT fk_product_stock;",
-        (
-            "test_foreign_keys::test_foreign_key_columns[fk_product_stock]",
-            "test_behaviour::test_product_info_of_unknown_stock_is_rejected",
-        ),
-    ),
-    Break(
-        "foreign key of financial_ratios missing",
-        "ALTER TABLE financial_ratios DROP CONSTRAINT fk_financial_stock;",
-        ("test_behaviour::test_financial_ratio_of_unknown_stock_is_rejected",),
-    ),
-    Break(
-        "foreign key without CASCADE",
-        "ALTER TABLE product_info DROP CONSTRAINT fk_product_stock;"
-        " ALTER TABLE product_info ADD CONSTRAINT fk_product_stock FOREIGN KEY (stock_code)"
-        " REFERENCES stocks (code);",
-        (
-            "test_foreign_keys::test_foreign_key_on_delete[fk_product_stock]",
-            "test_behaviour::test_deleting_a_stock_cascades[product_info]",
-        ),
-        "should be ON DELETE CASCADE, found ON DELETE NO ACTION",
-    ),
-    Break(
-        "foreign key NOT VALID with an orphan",
-        "ALTER TABLE financial_ratios DROP CONSTRAINT fk_financial_stock;"
-        " INSERT INTO financial_ratios (stock_code, stac_yymm) VALUES ('999999', '202412');"
-        " ALTER TABLE financial_ratios ADD CONSTRAINT fk_financial_stock FOREIGN KEY (stock_code)"
-        " REFERENCES stocks (code) ON DELETE CASCADE NOT VALID;",
-        ("test_foreign_keys::test_foreign_key_validated[fk_financial_stock]",),
-        "'999999' (1 rows)",
-    ),
-    Break(
-        "foreign key to another table",
-        "CREATE TABLE other_codes (code varchar(10) PRIMARY KEY);"
-        " INSERT INTO other_codes SELECT code FROM stocks;"
-        " ALTER TABLE product_info DROP CONSTRAINT fk_product_stock;"
-        " ALTER TABLE product_info ADD CONSTRAINT fk_product_stock FOREIGN KEY (stock_code)"
-        " REFERENCES other_codes (code) ON DELETE CASCADE;",
-        ("test_foreign_keys::test_foreign_key_target[fk_product_stock]",),
+        (UNIQUE,),
+        "primary key stocks_priority_backup: expected 'PRIMARY KEY (code)', found nothing",
     ),
     Break(
         "UNIQUE on the wrong columns",
         "ALTER TABLE financial_ratios DROP CONSTRAINT uq_financial_ratios;"
         " ALTER TABLE financial_ratios ADD CONSTRAINT uq_financial_ratios UNIQUE (stock_code, stac_yymm);",
-        (
-            "test_constraints::test_unique_constraint[uq_financial_ratios]",
-            "test_behaviour::test_yearly_and_quarterly_ratios_of_one_month_coexist",
-        ),
+        (UNIQUE, probe("test_quarterly_ratio_beside_yearly_is_accepted")),
+        "found 'UNIQUE (stock_code, stac_yymm)'",
     ),
     Break(
         "UNIQUE of financial_ratios missing",
         "ALTER TABLE financial_ratios DROP CONSTRAINT uq_financial_ratios;",
-        (
-            "test_constraints::test_unique_constraint[uq_financial_ratios]",
-            "test_behaviour::test_duplicate_financial_ratio_is_rejected",
-        ),
+        (UNIQUE, probe("test_duplicate_financial_ratio_is_rejected")),
+        "constraint financial_ratios.uq_financial_ratios: expected 'UNIQUE (stock_code, stac_yymm, div_cls_code)'",
     ),
     Break(
         "UNIQUE missing, duplicates present",
         "ALTER TABLE product_info DROP CONSTRAINT uq_product_info_stock_code;"
         " INSERT INTO product_info (stock_code) VALUES ('005930'), ('005930');",
-        (
-            "test_constraints::test_unique_constraint[uq_product_info_stock_code]",
-            "test_behaviour::test_duplicate_product_info_is_rejected",
-        ),
-        "('005930', 2)",
+        (UNIQUE, probe("test_duplicate_product_info_is_rejected")),
+        "duplicate groups of product_info (stock_code): ('005930', 2)",
+    ),
+    Break(
+        "UNIQUE made DEFERRABLE (breaks ON CONFLICT upserts)",
+        "ALTER TABLE product_info DROP CONSTRAINT uq_product_info_stock_code;"
+        " ALTER TABLE product_info ADD CONSTRAINT uq_product_info_stock_code UNIQUE (stock_code) DEFERRABLE;",
+        (UNIQUE,),
+        "found 'UNIQUE (stock_code) DEFERRABLE'",
+    ),
+    Break(
+        "extra CHECK that rejects valid data",
+        "ALTER TABLE financial_ratios ADD CONSTRAINT ck_recent CHECK (stac_yymm > '2030') NOT VALID;",
+        (UNIQUE, probe("test_check_accepts_valid_month[202401]")),
+        "constraint financial_ratios.ck_recent: expected nothing (no migration declares it)",
     ),
     Break(
         "CHECK on the month missing",
         "ALTER TABLE financial_ratios DROP CONSTRAINT ck_financial_ratios_stac_yymm;",
-        (
-            "test_constraints::test_check_constraint_columns[ck_financial_ratios_stac_yymm]",
-            "test_behaviour::test_check_rejects_bad_month[202413]",
-        ),
+        (UNIQUE, probe("test_check_rejects_bad_month[202413]")),
+        "constraint financial_ratios.ck_financial_ratios_stac_yymm: expected",
     ),
     Break(
         "CHECK on the month too weak",
@@ -176,8 +193,9 @@ UPGRADED = [
         " ALTER TABLE financial_ratios ADD CONSTRAINT ck_financial_ratios_stac_yymm"
         " CHECK (stac_yymm ~ '^[0-9]{6}$');",
         (
-            "test_behaviour::test_check_rejects_bad_month[202413]",
-            "test_behaviour::test_check_rejects_bad_month[202400]",
+            UNIQUE,
+            probe("test_check_rejects_bad_month[202413]"),
+            probe("test_check_rejects_bad_month[202400]"),
         ),
         "found accepted",
     ),
@@ -186,153 +204,359 @@ UPGRADED = [
         "ALTER TABLE financial_ratios DROP CONSTRAINT ck_financial_ratios_stac_yymm;"
         " ALTER TABLE financial_ratios ADD CONSTRAINT ck_financial_ratios_stac_yymm"
         " CHECK (stac_yymm ~ '^20[0-9]{2}(0[1-9]|1[0-2])$');",
-        ("test_behaviour::test_check_accepts_valid_month[199910]",),
+        (UNIQUE, probe("test_check_accepts_valid_month[199910]")),
+        "stac_yymm '199910' should be accepted",
     ),
     Break(
         "CHECK on the class code missing",
         "ALTER TABLE financial_ratios DROP CONSTRAINT ck_financial_ratios_div_cls_code;",
-        ("test_behaviour::test_check_rejects_bad_class_code[2]",),
+        (UNIQUE, probe("test_check_rejects_bad_class_code[2]")),
+        "div_cls_code '2' should be rejected",
     ),
     Break(
         "CHECK NOT VALID",
         "ALTER TABLE financial_ratios DROP CONSTRAINT ck_financial_ratios_div_cls_code;"
         " ALTER TABLE financial_ratios ADD CONSTRAINT ck_financial_ratios_div_cls_code"
         " CHECK (div_cls_code IN ('0', '1')) NOT VALID;",
-        ("test_constraints::test_check_constraint_validated[ck_financial_ratios_div_cls_code]",),
+        (UNIQUE,),
+        "::text[]))) NOT VALID\"",
     ),
+    # -- foreign keys ------------------------------------------------------------------------
+    Break(
+        "foreign key missing",
+        "ALTER TABLE product_info DROP CONSTRAINT fk_product_stock;",
+        (FKS, probe("test_product_info_of_unknown_stock_is_rejected")),
+        "constraint product_info.fk_product_stock: expected 'FOREIGN KEY (stock_code) REFERENCES",
+    ),
+    Break(
+        "foreign key of financial_ratios missing",
+        "ALTER TABLE financial_ratios DROP CONSTRAINT fk_financial_stock;",
+        (FKS, probe("test_financial_ratio_of_unknown_stock_is_rejected")),
+        "a ratio of a stock not in stocks should be rejected by fk_financial_stock",
+    ),
+    Break(
+        "foreign key without CASCADE",
+        recreate_fk("product_info", "fk_product_stock", ""),
+        (FKS, probe("test_deleting_a_stock_cascades[product_info]")),
+        "found 'FOREIGN KEY (stock_code) REFERENCES public.stocks(code)'",
+    ),
+    Break(
+        "foreign key DEFERRABLE",
+        recreate_fk("product_info", "fk_product_stock", "ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED"),
+        (FKS,),
+        "ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED'",
+    ),
+    Break(
+        "foreign key NOT VALID with an orphan",
+        "ALTER TABLE financial_ratios DROP CONSTRAINT fk_financial_stock;"
+        " INSERT INTO financial_ratios (stock_code, stac_yymm) VALUES ('999999', '202412');"
+        " ALTER TABLE financial_ratios ADD CONSTRAINT fk_financial_stock FOREIGN KEY (stock_code)"
+        " REFERENCES stocks (code) ON DELETE CASCADE NOT VALID;",
+        (FKS,),
+        "stock_code values in financial_ratios missing from stocks: '999999' (1 rows)",
+    ),
+    Break(
+        "foreign key to another table",
+        "CREATE TABLE other_codes (code varchar(10) PRIMARY KEY);"
+        " INSERT INTO other_codes SELECT code FROM stocks;"
+        " ALTER TABLE product_info DROP CONSTRAINT fk_product_stock;"
+        " ALTER TABLE product_info ADD CONSTRAINT fk_product_stock FOREIGN KEY (stock_code)"
+        " REFERENCES other_codes (code) ON DELETE CASCADE;",
+        (FKS,),
+        "found 'FOREIGN KEY (stock_code) REFERENCES public.other_codes(code) ON DELETE CASCADE'",
+    ),
+    Break(
+        "extra foreign key on a new table without ON DELETE",
+        "ALTER TABLE product_info ADD CONSTRAINT fk_product_stock_again FOREIGN KEY (stock_code)"
+        " REFERENCES stocks (code);",
+        (FKS,),
+        "constraint product_info.fk_product_stock_again: expected nothing",
+    ),
+    Break(
+        "another table's foreign key to stocks dropped",
+        "ALTER TABLE stock_prices_minute DROP CONSTRAINT stock_prices_minute_stock_code_fkey;",
+        (FKS,),
+        "constraint stock_prices_minute.stock_prices_minute_stock_code_fkey: expected 'FOREIGN KEY",
+    ),
+    Break(
+        "another table's foreign key to stocks turned CASCADE",
+        "ALTER TABLE stock_overtime_price DROP CONSTRAINT stock_overtime_price_stock_code_fkey;"
+        " ALTER TABLE stock_overtime_price ADD CONSTRAINT stock_overtime_price_stock_code_fkey"
+        " FOREIGN KEY (stock_code) REFERENCES stocks (code) ON DELETE CASCADE;",
+        (FKS,),
+        "found 'FOREIGN KEY (stock_code) REFERENCES public.stocks(code) ON DELETE CASCADE'",
+    ),
+    # -- indexes -----------------------------------------------------------------------------
+    Break(
+        "index dropped",
+        "DROP INDEX idx_product_info_stock_code;",
+        (INDEXES,),
+        "index product_info.idx_product_info_stock_code: expected 'USING btree (stock_code)', found nothing",
+    ),
+    Break(
+        "index without DESC",
+        recreate_index("idx_financial_ratios_stock_stac", "financial_ratios (stock_code, stac_yymm)"),
+        (INDEXES,),
+        "expected 'USING btree (stock_code, stac_yymm DESC)', found 'USING btree (stock_code, stac_yymm)'",
+    ),
+    Break(
+        "index columns swapped",
+        recreate_index("idx_financial_ratios_stock_stac", "financial_ratios (stac_yymm DESC, stock_code)"),
+        (INDEXES,),
+        "found 'USING btree (stac_yymm DESC, stock_code)'",
+    ),
+    Break(
+        "index NULLS order",
+        recreate_index(
+            "idx_financial_ratios_stock_stac", "financial_ratios (stock_code, stac_yymm DESC NULLS LAST)"
+        ),
+        (INDEXES,),
+        "found 'USING btree (stock_code, stac_yymm DESC NULLS LAST)'",
+    ),
+    Break(
+        "index access method",
+        recreate_index("idx_product_info_stock_code", "product_info USING hash (stock_code)"),
+        (INDEXES,),
+        "found 'USING hash (stock_code)'",
+    ),
+    Break(
+        "index partial",
+        recreate_index("idx_product_info_stock_code", "product_info (stock_code) WHERE stock_code > '1'"),
+        (INDEXES,),
+        "found \"USING btree (stock_code) WHERE ((stock_code)::text > '1'::text)\"",
+    ),
+    Break(
+        "index left invalid (a failed CREATE INDEX CONCURRENTLY)",
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'idx_product_info_stock_code'::regclass;",
+        (INDEXES,),
+        "found 'USING btree (stock_code) (INVALID)'",
+    ),
+    Break(
+        "second unique index on a new table",
+        "CREATE UNIQUE INDEX uq_product_info_again ON product_info (stock_code);",
+        (INDEXES,),
+        "index product_info.uq_product_info_again: expected nothing",
+    ),
+    Break(
+        "stocks' unique index replaced",
+        "DROP INDEX ix_stocks_code CASCADE; CREATE UNIQUE INDEX ix_stocks_code ON stocks (lower(code));",
+        (INDEXES, FKS),
+        "index stocks.ix_stocks_code: expected 'UNIQUE USING btree (code)', found 'UNIQUE USING btree (lower(",
+    ),
+    # -- sequences ---------------------------------------------------------------------------
+    Break(
+        "sequence not owned by its column",
+        "ALTER SEQUENCE product_info_id_seq OWNED BY NONE;",
+        (SEQUENCES,),
+        "sequence product_info_id_seq: expected 'integer, owned by product_info.id', found 'integer, owned by nothing'",
+    ),
+    Break(
+        "sequence behind max(id)",
+        "INSERT INTO product_info (id, stock_code) VALUES (1000, '005930');",
+        (AHEAD,),
+        "product_info_id_seq gives 1 next, but product_info.id already holds 1000",
+    ),
+    # -- priority, triggers, functions ---------------------------------------------------------
     Break(
         "a priority of 3",
         "ALTER TABLE stocks DISABLE TRIGGER trigger_stocks_priority_deprecated;"
         " UPDATE stocks SET priority = 3 WHERE code = '005930';"
         " ALTER TABLE stocks ENABLE TRIGGER trigger_stocks_priority_deprecated;",
-        ("test_priority::test_every_priority_is_1",),
+        (ALL_ONE,),
         "1 → 299, 3 → 1",
+    ),
+    Break(
+        "a saved original of 1",
+        "UPDATE stocks_priority_backup SET priority = 1 WHERE code = '005930';",
+        (SAVED,),
+        "a saved original priority is never 1 or NULL",
+    ),
+    Break(
+        "a saved original lost",
+        "DELETE FROM stocks_priority_backup WHERE code = '005930';",
+        (SAVED,),
+        "005930: saved nothing, before the deploy 5",
+    ),
+    Break(
+        "a saved original changed",
+        "UPDATE stocks_priority_backup SET priority = 2 WHERE code = '005930';",
+        (SAVED,),
+        "005930: saved 2, before the deploy 5",
     ),
     Break(
         "priority column dropped",
         "ALTER TABLE stocks DROP COLUMN priority CASCADE;",
-        ("test_priority::test_priority_column_is_kept",),
+        (TABLES,),
+        "column stocks.priority: expected 'integer not null default 1', found nothing",
     ),
     Break(
         "priority default not 1",
         "ALTER TABLE stocks ALTER COLUMN priority SET DEFAULT 5;",
-        ("test_priority::test_priority_default_is_1",),
+        (TABLES,),
+        "found 'integer not null default 5'",
     ),
     Break(
         "priority comment not deprecated",
         "COMMENT ON COLUMN stocks.priority IS '크롤링 우선순위 (1~5, 낮을수록 우선)';",
-        ("test_priority::test_priority_comment_says_deprecated",),
+        (TABLES,),
+        "comment on stocks.priority: expected 'DEPRECATED",
     ),
     Break(
         "priority trigger dropped",
         "DROP TRIGGER trigger_stocks_priority_deprecated ON stocks;",
-        (
-            "test_triggers::test_trigger_definition[trigger_stocks_priority_deprecated]",
-            "test_behaviour::test_new_stock_gets_priority_1",
-            "test_behaviour::test_priority_update_stays_1",
-        ),
+        (TRIGGERS, probe("test_new_stock_gets_priority_1[5]"), probe("test_priority_update_stays_1[3]")),
+        "trigger stocks.trigger_stocks_priority_deprecated: expected 'BEFORE INSERT OR UPDATE OF priority",
     ),
     Break(
         "priority trigger disabled",
-        DISABLE_PRIORITY,
-        ("test_triggers::test_trigger_definition[trigger_stocks_priority_deprecated]",),
-        "(disabled)",
+        "ALTER TABLE stocks DISABLE TRIGGER trigger_stocks_priority_deprecated;",
+        (TRIGGERS, probe("test_new_stock_gets_priority_1[5]")),
+        "stocks_priority_deprecated() (DISABLED)'",
+    ),
+    Break(
+        "priority trigger set to ENABLE REPLICA",
+        "ALTER TABLE stocks ENABLE REPLICA TRIGGER trigger_stocks_priority_deprecated;",
+        (TRIGGERS,),
+        "(ENABLE REPLICA: fires only in replica sessions)'",
     ),
     Break(
         "priority trigger on UPDATE only",
         "DROP TRIGGER trigger_stocks_priority_deprecated ON stocks;"
         " CREATE TRIGGER trigger_stocks_priority_deprecated BEFORE UPDATE OF priority ON stocks"
         " FOR EACH ROW EXECUTE FUNCTION stocks_priority_deprecated();",
-        (
-            "test_triggers::test_trigger_definition[trigger_stocks_priority_deprecated]",
-            "test_behaviour::test_new_stock_gets_priority_1",
-        ),
+        (TRIGGERS, probe("test_new_stock_gets_priority_1[5]")),
+        "found 'BEFORE UPDATE OF priority FOR EACH ROW",
+    ),
+    Break(
+        "priority pinned only above 1",
+        PRIORITY_FUNCTION,
+        (TRIGGERS, probe("test_new_stock_gets_priority_1[0]"), probe("test_priority_update_stays_1[-1]")),
+        "a new stock sent with priority 0 should get 1, found 0",
     ),
     Break(
         "updated_at trigger dropped",
         "DROP TRIGGER trigger_product_info_updated_at ON product_info;",
-        (
-            "test_triggers::test_trigger_definition[trigger_product_info_updated_at]",
-            "test_behaviour::test_update_moves_updated_at[product_info]",
-        ),
+        (TRIGGERS, probe("test_update_moves_updated_at_to_now[product_info]")),
+        "trigger product_info.trigger_product_info_updated_at: expected 'BEFORE UPDATE",
     ),
     Break(
         "updated_at trigger function does nothing",
         "CREATE OR REPLACE FUNCTION update_financial_ratios_updated_at() RETURNS trigger"
         " LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;",
-        ("test_behaviour::test_update_moves_updated_at[financial_ratios]",),
+        (TRIGGERS, probe("test_update_moves_updated_at_to_now[financial_ratios]")),
+        "found 'returns trigger language plpgsql: BEGIN RETURN NEW; END'",
+    ),
+    Break(
+        "updated_at 9 hours off",
+        "CREATE OR REPLACE FUNCTION update_product_info_updated_at() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN NEW.updated_at := now() AT TIME ZONE 'UTC'; RETURN NEW; END $$;",
+        (probe("test_update_moves_updated_at_to_now[product_info]"),),
+        "-32400 s off",
     ),
     Break(
         "trigger function missing",
         "DROP FUNCTION update_product_info_updated_at() CASCADE;",
-        ("test_triggers::test_trigger_function_exists[trigger_product_info_updated_at]",),
+        (TRIGGERS,),
+        "function update_product_info_updated_at(): expected 'returns trigger",
     ),
+    Break(
+        "database default session_replication_role = replica",
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET session_replication_role = replica',"
+        " current_database()); END $$;",
+        (SETTINGS,),
+        "session_replication_role should be origin in a new session, found replica (every role in azak_t_",
+    ),
+    # -- ledger ------------------------------------------------------------------------------
     Break(
         "ledger row missing",
         "DELETE FROM schema_migrations WHERE name = 'deprecate_priority_column';",
-        ("test_ledger::test_ledger_records_migration_applied[deprecate_priority_column]",),
+        (LEDGER,),
+        "'deprecate_priority_column': 'applied'}",
     ),
     Break(
         "ledger row interrupted",
         "UPDATE schema_migrations SET state = 'applying' WHERE name = 'deprecate_priority_column';",
-        ("test_ledger::test_ledger_records_migration_applied[deprecate_priority_column]",),
-        "found applying",
+        (LEDGER,),
+        "'deprecate_priority_column': 'applying'}",
     ),
 ]
 
-# Breaks of a rolled-back database: US-001 left behind in part. (`app_db` is what a
-# complete rollback must equal: the database before US-001.)
-PRODUCT_INFO_BY_HAND = "CREATE TABLE product_info (id serial PRIMARY KEY, stock_code varchar(10));"
+# Breaks of a rolled-back database: US-001 left behind in part, or an original priority lost.
 ROLLED_BACK = [
-    Break("table left behind", PRODUCT_INFO_BY_HAND, ("test_rolled_back::test_table_is_gone[product_info]",)),
+    Break(
+        "table left behind",
+        "CREATE TABLE product_info (id serial PRIMARY KEY, stock_code varchar(10));",
+        (TABLES,),
+        "table product_info: expected nothing (absent), found 'logged'",
+    ),
     Break(
         "backup table left behind",
         "CREATE TABLE stocks_priority_backup (code varchar(10));",
-        ("test_rolled_back::test_table_is_gone[stocks_priority_backup]",),
+        (TABLES,),
+        "table stocks_priority_backup: expected nothing (absent)",
+    ),
+    Break(
+        "ledger table left behind",
+        "CREATE TABLE schema_migrations (name text PRIMARY KEY, state text);"
+        " INSERT INTO schema_migrations VALUES ('add_product_info_table', 'applied');",
+        (TABLES, LEDGER),
+        "table schema_migrations: expected nothing (absent)",
+    ),
+    Break(
+        "sequence left behind",
+        "CREATE SEQUENCE product_info_id_seq;",
+        (SEQUENCES,),
+        "sequence product_info_id_seq: expected nothing (absent), found 'bigint, owned by nothing'",
     ),
     Break(
         "function left behind",
         "CREATE FUNCTION stocks_priority_deprecated() RETURNS trigger LANGUAGE plpgsql"
         " AS $$ BEGIN NEW.priority := 1; RETURN NEW; END $$;",
-        ("test_rolled_back::test_function_is_gone[stocks_priority_deprecated]",),
+        (TRIGGERS,),
+        "function stocks_priority_deprecated(): expected nothing (absent)",
     ),
     Break(
-        "trigger left behind",
-        "CREATE FUNCTION stocks_priority_deprecated() RETURNS trigger LANGUAGE plpgsql"
+        "renamed copy of the priority trigger still pinning writes",
+        "CREATE FUNCTION pin_priority() RETURNS trigger LANGUAGE plpgsql"
         " AS $$ BEGIN NEW.priority := 1; RETURN NEW; END $$;"
-        " CREATE TRIGGER trigger_stocks_priority_deprecated BEFORE INSERT ON stocks"
-        " FOR EACH ROW EXECUTE FUNCTION stocks_priority_deprecated();",
-        ("test_rolled_back::test_priority_trigger_is_gone",),
-    ),
-    Break(
-        "ledger rows left behind",
-        "CREATE TABLE schema_migrations (name text PRIMARY KEY, state text);"
-        " INSERT INTO schema_migrations VALUES ('add_product_info_table', 'applied');",
-        ("test_rolled_back::test_ledger_row_is_gone[add_product_info_table]",),
+        " CREATE TRIGGER pin_priority BEFORE INSERT ON stocks FOR EACH ROW EXECUTE FUNCTION pin_priority();",
+        (TRIGGERS,),
+        "trigger stocks.pin_priority: expected nothing (no migration declares it)",
     ),
     Break(
         "priority default left at 1",
         "ALTER TABLE stocks ALTER COLUMN priority SET DEFAULT 1;",
-        ("test_rolled_back::test_priority_default_is_restored",),
+        (TABLES,),
+        "column stocks.priority: expected 'integer not null', found 'integer not null default 1'",
     ),
     Break(
         "priority comment not restored",
         "COMMENT ON COLUMN stocks.priority IS 'DEPRECATED';",
-        ("test_rolled_back::test_priority_comment_is_restored",),
+        (TABLES,),
+        "comment on stocks.priority: expected '크롤링 우선순위 (1~5, 낮을수록 우선)', found 'DEPRECATED'",
     ),
     Break(
-        "priority outside 1..5",
-        "UPDATE stocks SET priority = 0 WHERE code = '005930';",
-        ("test_rolled_back::test_priorities_are_back_in_range",),
-        "0 → 1",
+        "an original priority lost (1 is within 1..5)",
+        "UPDATE stocks SET priority = 1 WHERE code = '005930';",
+        (AS_BEFORE,),
+        "005930: 1, before the deploy 5",
     ),
 ]
+
+
+@pytest.fixture
+def rolled_back_db(app_db: Db) -> Db:
+    """Deployed by the runner (its before-image kept) and rolled back completely."""
+    with app_db.runner() as runner:
+        runner.upgrade()
+        runner.downgrade("base")
+    return app_db
 
 
 def assert_caught(db: Db, broken: Break, *args: str) -> None:
     db.execute(broken.sql)
     result = db.verify(*args)
-    out = result.output[-3000:]
+    out = result.output[-4000:]
     assert result.returncode == 1, f"the verification run should fail; it exited {result.returncode}\n{out}"
     missed = [check for check in broken.fails if check not in result.failed]
     assert not missed, f"{broken.id}: these checks should fail but did not: {missed}\n{out}"
@@ -345,56 +569,134 @@ def test_upgraded_check_catches(deployed_db: Db, broken: Break) -> None:
 
 
 @pytest.mark.parametrize("broken", ROLLED_BACK, ids=[b.id for b in ROLLED_BACK])
-def test_rolled_back_check_catches(app_db: Db, broken: Break) -> None:
-    assert_caught(app_db, broken, "--expect=rolled-back")
+def test_rolled_back_check_catches(rolled_back_db: Db, broken: Break) -> None:
+    assert_caught(rolled_back_db, broken, "--to=base")
+
+
+def test_before_image_without_a_catalog_fails(deployed_db: Db, tmp_path) -> None:
+    from migrations import image
+
+    empty = image.BeforeImage(database="x", taken_at="", catalog={})
+    path = image.save(empty, tmp_path)
+    result = deployed_db.verify(f"--before={path}")
+    assert IMAGE in result.failed, result.output[-3000:]
+    assert "holds no catalog" in result.output
 
 
 def test_correct_deployment_passes(deployed_db: Db) -> None:
     result = deployed_db.verify()
-    assert result.returncode == 0, result.output
+    assert result.returncode == 0, result.output[-4000:]
     assert not result.failed
-    assert len(result.passed) > 100
+    assert {TABLES, IMAGE, SAVED, ALL_ONE} <= result.passed
 
 
-def test_correct_rollback_passes(deployed_db: Db) -> None:
-    with deployed_db.runner() as runner:
-        runner.downgrade("base")
-    result = deployed_db.verify("--expect=rolled-back")
-    assert result.returncode == 0, result.output
-    assert len(result.passed) >= 13
+def test_correct_rollback_passes(rolled_back_db: Db) -> None:
+    result = rolled_back_db.verify("--expect=rolled-back")
+    assert result.returncode == 0, result.output[-4000:]
+    assert {TABLES, TRIGGERS, AS_BEFORE, LEDGER} <= result.passed
+
+
+HARMLESS = {
+    "maintenance": "REINDEX TABLE product_info; CLUSTER stocks USING stocks_pkey; ANALYZE;",
+    "unrelated tables and schemas": "CREATE TABLE app_news (id serial PRIMARY KEY, title text);"
+    " CREATE SCHEMA analytics; CREATE TABLE analytics.daily (d date);"
+    " CREATE FUNCTION app_helper() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+    "grants": "GRANT SELECT ON product_info, financial_ratios TO PUBLIC;",
+    "renamed primary key": "ALTER TABLE stocks RENAME CONSTRAINT stocks_pkey TO stocks_pk;",
+    "column order": "ALTER TABLE product_info DROP COLUMN frst_erlm_dt;"
+    " ALTER TABLE product_info ADD COLUMN frst_erlm_dt varchar(8);",
+    "tuning index on another table": "CREATE INDEX ix_stocks_sector ON stocks (sector);"
+    " CREATE INDEX ix_minute_ts ON stock_prices_minute (ts DESC);",
+    "session settings": "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET TimeZone = ''Asia/Seoul''', "
+    "current_database()); EXECUTE format('ALTER DATABASE %I SET DateStyle = ''SQL, DMY''', current_database());"
+    " EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = ''serializable''',"
+    " current_database()); END $$;",
+    "the application keeps writing": "INSERT INTO stocks (code, name, priority, is_active, created_at,"
+    " updated_at) VALUES ('999990', 'new listing', 5, true, now(), now());"
+    " UPDATE stocks SET name = name || ' (updated)', per = 1.5 WHERE code < '100100';"
+    " UPDATE stocks SET priority = 4 WHERE code = '000660';"
+    " INSERT INTO product_info (stock_code) VALUES ('005930');"
+    " INSERT INTO financial_ratios (stock_code, stac_yymm) VALUES ('005930', '202412');"
+    " SELECT nextval('stocks_id_seq'), nextval('product_info_id_seq');",
+}
+
+
+@pytest.mark.parametrize("change", HARMLESS.values(), ids=HARMLESS.keys())
+def test_harmless_difference_passes(deployed_db: Db, change: str) -> None:
+    if change.startswith("REINDEX"):
+        run_outside_transaction(deployed_db.url, "VACUUM")
+    deployed_db.execute(change)
+    result = deployed_db.verify()
+    assert result.returncode == 0, result.output[-4000:]
+
+
+def test_a_difference_allowed_by_name_passes_and_is_shown(deployed_db: Db) -> None:
+    deployed_db.execute("ALTER TABLE product_info ADD COLUMN note text;")
+    result = deployed_db.verify("--allow=column product_info.note")
+    assert result.returncode == 0, result.output[-4000:]
+    assert "allowed: column product_info.note: expected nothing" in result.output
+
+
+@pytest.fixture
+def read_only_role(deployed_db: Db) -> Iterator[str]:
+    """A role with CONNECT and SELECT only, as production verifiers often get."""
+    role = f"azak_ro_{uuid.uuid4().hex[:8]}"
+    deployed_db.execute(
+        f"CREATE ROLE {role} LOGIN; GRANT CONNECT ON DATABASE {deployed_db.url.database} TO {role};"
+        f" GRANT USAGE ON SCHEMA public TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
+    )
+    try:
+        yield role
+    finally:
+        deployed_db.execute(f"DROP OWNED BY {role}; DROP ROLE {role};")
+
+
+def test_read_only_role_verifies_a_correct_deployment(deployed_db: Db, read_only_role: str) -> None:
+    reader = Db(deployed_db.url.set(username=read_only_role))
+    result = reader.verify()
+    assert result.returncode == 0, result.output[-4000:]
+    assert "the verifying role may not write: behaviour probes not run" in result.output
+    assert {TABLES, INDEXES, FKS, SAVED} <= result.passed
+
+
+def test_read_only_role_still_catches_a_broken_deployment(deployed_db: Db, read_only_role: str) -> None:
+    deployed_db.execute("ALTER TABLE stocks ENABLE REPLICA TRIGGER trigger_stocks_priority_deprecated;")
+    result = Db(deployed_db.url.set(username=read_only_role)).verify()
+    assert result.returncode == 1 and TRIGGERS in result.failed, result.output[-4000:]
+
+
+def collected_checks() -> set[str]:
+    """Every check of the suite, as `file::test` (parameters dropped), at every state."""
+    checks: set[str] = set()
+    for state in ("--to=head", "--to=base"):
+        listed = run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "verification",
+                "--collect-only",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                state,
+            ]
+        )
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        checks |= {
+            line.split("/", 1)[1].replace(".py", "").split("[")[0]
+            for line in listed.stdout.splitlines()
+            if line.startswith("verification/test_")
+        }
+    return checks
 
 
 def test_every_check_is_broken_by_some_case() -> None:
-    """No verification check goes without a case above that makes it fail."""
-    listed = run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "verification",
-            "--collect-only",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--db-url",
-            "postgresql://nobody@127.0.0.1:1/none",
-        ]
+    """No verification check goes without a case above (or in test_operations_checks) that
+    makes it fail; and every case names what the failure says."""
+    broken = {c.split("[")[0] for b in UPGRADED + ROLLED_BACK for c in b.fails} | {IMAGE}
+    broken |= {operations.HEALTH, operations.LOG, operations.RECENT, operations.HOLDS}
+    assert collected_checks() - broken == set(), (
+        f"checks no test breaks: {sorted(collected_checks() - broken)}"
     )
-    assert listed.returncode == 0, listed.stdout + listed.stderr
-    checks = {
-        line.split("/", 1)[1].replace(".py", "").split("[")[0]
-        for line in listed.stdout.splitlines()
-        if line.startswith("verification/test_")
-    }
-    broken = {c.split("[")[0] for b in UPGRADED + ROLLED_BACK for c in b.fails}
-    broken |= OPERATIONS_CASES
-    assert checks - broken == set(), f"checks no test breaks: {sorted(checks - broken)}"
-
-
-# Cases in test_operations_checks.py (the application, log and backup checks).
-OPERATIONS_CASES = {
-    "test_operations::test_application_answers_health_check",
-    "test_operations::test_log_shows_no_errors",
-    "test_operations::test_backup_is_recent",
-    "test_operations::test_backup_holds_stocks",
-}
+    assert all(b.says for b in UPGRADED + ROLLED_BACK)
