@@ -401,22 +401,23 @@ class DeploymentReport:
             report=self.html_path,
         )
 
+    def order(self, item: str) -> int:
+        return CHECKLIST.index(item) if item in CHECKLIST else len(CHECKLIST)
+
     # -- the HTML -------------------------------------------------------------------------
 
     def html(self, hide_environment: bool) -> str:
         """The report's head: checklist and what to do now side by side, failures, facts."""
         e = html.escape
         rows = []
-        for v in self.verdicts():
-            details = "".join(
-                f"<li><code>{e(c.name)}</code>: {e(one_line(c.message))}</li>" for c in v.failed[:3]
+        for number, v in enumerate(self.verdicts()):
+            first = (
+                f"<div class='us001-why'>{e(one_line(v.failed[0].message, 110))}</div>" if v.failed else ""
             )
-            more = f"<li>... and {len(v.failed) - 3} more below</li>" if len(v.failed) > 3 else ""
+            other = " us001-other" if number == len(CHECKLIST) else ""
             rows.append(
-                f"<tr class='us001-{v.state}'><th>{e(v.item)}</th>"
-                f"<td class='us001-verdict'>{e(v.text())}"
-                + (f"<ul>{details}{more}</ul>" if details else "")
-                + "</td></tr>"
+                f"<tr class='us001-{v.state}{other}'><th>{e(v.item)}</th>"
+                f"<td class='us001-verdict'>{e(v.text())}{first}</td></tr>"
             )
         steps = "".join(
             f"<li>{e(s.text)}" + "".join(f"<pre>{e(c)}</pre>" for c in s.commands) + "</li>"
@@ -424,14 +425,15 @@ class DeploymentReport:
         )
         failures = "".join(
             f"<li><strong>{e(c.item)}</strong> <code>{e(c.name)}</code><br>{e(c.message)}</li>"
-            for c in self.failed
+            for c in sorted(self.failed, key=lambda c: (self.order(c.item), c.nodeid))
         )
         facts = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in self.facts.items())
         verdict_class = "us001-failed" if self.failed else "us001-passed"
         return (
             f"<style>{CSS}{HIDE_ENVIRONMENT if hide_environment else ''}</style>"
             f"<div id='us001'>"
-            f"<p id='us001-result' class='{verdict_class}'>{e(self.result)}</p>"
+            f"<p id='us001-result' class='{verdict_class}'>{e(self.result)}"
+            f"<span>{e(self.facts['Database'])}</span></p>"
             f"<div class='us001-top'>"
             f"<section id='us001-checklist'><h2>Checklist</h2>"
             f"<table id='us001-checklist-table'>{''.join(rows)}</table></section>"
@@ -464,8 +466,10 @@ p, .run-count, .filter, .summary, #results-table { color: #1b1b1b; }
 #us001-checklist-table th, #us001-checklist-table td { text-align: left; vertical-align: top;
   padding: 4px 8px; border-bottom: 1px solid #ddd; }
 #us001-checklist-table th { white-space: nowrap; width: 9em; }
-#us001-checklist-table ul { margin: 4px 0 0; padding-left: 18px; font-size: 13px; font-weight: normal; }
-#us001 code { word-break: break-all; }
+.us001-why { font-size: 13px; font-weight: normal; margin-top: 2px; }
+#us001-result span { font-weight: normal; font-size: 15px; margin-left: 14px; }
+tr.us001-other th, tr.us001-other td { border-top: 2px solid #999; }
+#us001 code { overflow-wrap: anywhere; }
 tr.us001-passed .us001-verdict { color: #0b5d23; }
 tr.us001-failed .us001-verdict { color: #b3261e; font-weight: bold; }
 tr.us001-failed th { color: #b3261e; }
@@ -474,7 +478,7 @@ tr.us001-skipped .us001-verdict { color: #6a4a00; }
 #us001-next-step ol { padding-left: 20px; margin: 0; }
 #us001-next-step li { margin: 6px 0; }
 #us001 pre { background: #f1f1f1; color: #111; padding: 4px 8px; margin: 3px 0; white-space: pre-wrap;
-  word-break: break-all; font-size: 13px; }
+  overflow-wrap: anywhere; font-size: 13px; }
 #us001-failures li { margin: 4px 0; }
 #us001-summary th { text-align: left; padding-right: 14px; }
 #us001-summary td, #us001-summary th { padding: 2px 8px 2px 0; }
