@@ -282,3 +282,13 @@ def test_deploy_workflow_never_pastes_inputs_into_a_shell() -> None:
     assert runs and not [r for r in runs if "${{" in r]
     assert job["env"]["ENVIRONMENT"] == "${{ inputs.environment }}"
     assert job["env"]["ACTOR"] == "${{ github.actor }}"
+
+
+def test_rolled_back_run_counts_only_what_it_skipped(app_db: Db, tmp_path: Path) -> None:
+    deployments = tmp_path / "deployments.md"
+    done = run_verification(
+        app_db.url, "--expect=rolled-back", "--env-name=staging", f"--record={deployments}"
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    row = deployments.read_text().splitlines()[-1]
+    assert "| verify rolled-back | passed, 3 not checked |" in row, row

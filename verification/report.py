@@ -194,12 +194,18 @@ class DeploymentReport:
             verdicts.setdefault(check.item, Verdict(check.item)).checks.append(check)
         return list(verdicts.values())
 
+    def unchecked(self) -> list[Verdict]:
+        """Runbook items (partly) not checked: skipped, or without a check in an upgraded
+        run (a rolled-back run checks what is gone in its own group)."""
+        upgraded = self.config.getoption("--expect") == "upgraded"
+        return [v for v in self.verdicts()[: len(CHECKLIST)] if v.skipped or (upgraded and not v.checks)]
+
     @property
     def result(self) -> str:
         """The record's result: passed, passed with N not checked, or FAILED."""
         if self.failed:
             return "FAILED"
-        unchecked = [v for v in self.verdicts()[: len(CHECKLIST)] if v.state == "skipped"]
+        unchecked = [v for v in self.unchecked() if v.state == "skipped"]
         return f"passed, {len(unchecked)} not checked" if unchecked else "passed"
 
     # -- what to do now -------------------------------------------------------------------
@@ -388,7 +394,7 @@ class DeploymentReport:
             shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
             items = ", ".join(v.item for v in self.verdicts() if v.state == "failed")
             notes.append(f"failed: {items} ({shown})")
-        unchecked = [v for v in self.verdicts()[: len(CHECKLIST)] if v.skipped or not v.checks]
+        unchecked = self.unchecked()
         if unchecked:
             notes.append("not checked: " + ", ".join(f"{v.item} ({v.reason})" for v in unchecked))
         notes.append(self.facts.get("Failed databases") or self.facts["Database"])
