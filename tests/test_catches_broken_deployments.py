@@ -219,7 +219,7 @@ UPGRADED = [
         " ALTER TABLE financial_ratios ADD CONSTRAINT ck_financial_ratios_div_cls_code"
         " CHECK (div_cls_code IN ('0', '1')) NOT VALID;",
         (UNIQUE,),
-        "::text[]))) NOT VALID\"",
+        '::text[]))) NOT VALID"',
     ),
     # -- foreign keys ------------------------------------------------------------------------
     Break(

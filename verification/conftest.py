@@ -105,7 +105,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"statement_timeout of every check's session (default {STATEMENT_TIMEOUT_MS})",
     )
     group.addoption(
-        "--record", default=None, help="markdown deployment record to append a row to (created if missing)"
+        "--record",
+        default=None,
+        metavar="FILE|none",
+        help="deployment record to append this run's row to (default data/deployments.md when "
+        "--env-name is given; 'none': no record)",
     )
 
 
@@ -115,16 +119,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "applied(name, not_=False): the check holds while NAME is (not) applied"
     )
-    if config.option.collectonly:
-        return
+    if config.option.collectonly or config.option.help or config.option.version or config.option.markers:
+        return  # nothing to connect to: --help lists the options without a database
     targets: dict[str, Target] = {}
     try:
         for text in given_urls(config):
             target = Target(
                 resolve(text), config.getoption("--lock-timeout"), config.getoption("--statement-timeout")
             )
+            if mask(target.url) in targets:
+                continue
+            targets[mask(target.url)] = target
             target.connect()
-            targets.setdefault(mask(target.url), target)
+            if not target.value("SELECT to_regclass('public.stocks') IS NOT NULL"):
+                raise DeployError(
+                    f"{mask(target.url)} has no table public.stocks: is this the application's database?"
+                )
     except (UsageError, DeployError, OSError) as exc:
         for target in targets.values():
             target.close()

@@ -1,35 +1,149 @@
-"""What a verification run leaves behind: the HTML report's title and summary, and the record.
+"""What a verification run leaves behind: the HTML report, the terminal's last lines, the record.
 
-The record is the runbook's deployment table (date | environment | executor | result | notes),
-one row appended per run. The database is only ever shown masked.
+Both the report and the terminal lead with the runbook's checklist (tables, indexes, foreign
+keys, UNIQUE, priority, application, logs, backup: passed, FAILED or not checked, and why),
+then each failure as expected vs found, then what to do now: the commands that roll this
+database back or restore its newest backup, and where the troubleshooting queries are.
+
+The record is the runbook's deployment table, kept by migrations.record (default
+data/deployments.md). The database is only ever shown masked, and every value that reaches
+the HTML report is escaped (pytest-html fills its Environment table through innerHTML).
 """
 
 from __future__ import annotations
 
 import html
+import shlex
+from collections.abc import Generator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_metadata.plugin import metadata_key
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from migrations.dburl import describe, mask
+from migrations import record
+from migrations.dburl import DeployError, describe, mask
+from migrations.steps import load_all
 from verification.db import Target
 from verification.state import target_name
 
-RECORD_HEADER = (
-    "| date | environment | executor | result | notes |\n|------|-------------|----------|--------|-------|\n"
-)
+# The runbook's checklist, in its order: always shown, "not checked" when no check ran.
+CHECKLIST = ("tables", "indexes", "foreign keys", "UNIQUE", "priority", "application", "logs", "backup")
+# A check's item when its module does not say (CHECKLIST = "..." in the test module).
+BY_MODULE = {
+    "test_tables": "tables",
+    "test_indexes": "indexes",
+    "test_foreign_keys": "foreign keys",
+    "test_constraints": "UNIQUE",
+    "test_priority": "priority",
+}
+BY_FUNCTION = {"test_application_": "application", "test_log_": "logs", "test_backup_": "backup"}
+TROUBLESHOOTING = 'README.md, section "Troubleshooting"'
+NEWEST_BACKUP_PATTERN = "azak_backup_*.sql.gz"
+
+
+def checklist_of(module_name: str, function_name: str, declared: object = None) -> str:
+    """The checklist item of a check: its module's CHECKLIST, else by file or function name;
+    anything else is "other: <module without test_>"."""
+    if isinstance(declared, str) and declared:
+        return declared
+    module = module_name.rpartition(".")[2]
+    if module in BY_MODULE:
+        return BY_MODULE[module]
+    for prefix, name in BY_FUNCTION.items():
+        if function_name.startswith(prefix):
+            return name
+    return "other: " + module.removeprefix("test_")
+
+
+def item_checklist(item: pytest.Item) -> str:
+    """checklist_of for a collected item."""
+    module = getattr(item, "module", None)
+    function = getattr(getattr(item, "function", None), "__name__", item.name)
+    return checklist_of(
+        getattr(module, "__name__", item.nodeid.split("::")[0].removesuffix(".py").replace("/", ".")),
+        function,
+        getattr(module, "CHECKLIST", None),
+    )
+
+
+@dataclass
+class Check:
+    """One check's outcome over its phases."""
+
+    nodeid: str
+    item: str
+    outcome: str = "passed"  # passed / failed / skipped
+    message: str = ""  # failed: expected vs found; skipped: why
+
+    @property
+    def name(self) -> str:
+        """The check's short name: test_file::test[param], without the directory."""
+        return self.nodeid.rpartition("/")[2].replace(".py::", "::")
+
+
+@dataclass
+class Verdict:
+    """One checklist line."""
+
+    item: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.outcome == "failed"]
+
+    @property
+    def skipped(self) -> list[Check]:
+        return [c for c in self.checks if c.outcome == "skipped"]
+
+    @property
+    def state(self) -> str:
+        """passed / failed / skipped."""
+        if self.failed:
+            return "failed"
+        if len(self.skipped) == len(self.checks):
+            return "skipped"
+        return "passed"
+
+    @property
+    def reason(self) -> str:
+        """Why (some of) it was not checked."""
+        if not self.checks:
+            return "no check of it in this run"
+        return "; ".join(dict.fromkeys(c.message for c in self.skipped))
+
+    def text(self) -> str:
+        """The verdict in words."""
+        if self.state == "failed":
+            return f"FAILED ({len(self.failed)} of {len(self.checks)} checks)"
+        if self.state == "skipped":
+            return f"not checked: {self.reason}"
+        done = len(self.checks) - len(self.skipped)
+        more = f"; {len(self.skipped)} not checked: {self.reason}" if self.skipped else ""
+        return f"passed ({done} check{'s' if done != 1 else ''}{more})"
+
+
+@dataclass
+class Step:
+    """One thing to do now: what, and the command if there is one."""
+
+    text: str
+    commands: list[str] = field(default_factory=list)
 
 
 class DeploymentReport:
-    """A pytest plugin: counts outcomes, titles the HTML report, appends the record."""
+    """A pytest plugin: the checklist, the HTML report's content, the terminal's end, the record."""
 
     def __init__(self, config: pytest.Config, targets: list[Target], executor: str) -> None:
         self.config = config
         self.targets = {mask(t.url): t for t in targets}
+        self.urls: dict[str, URL] = {mask(t.url): t.url for t in targets}
+        self.ledgers: dict[str, list[str]] = {}
         self.facts: dict[str, str] = {
             "Environment": config.getoption("--env-name"),
             "Executor": executor,
@@ -37,9 +151,14 @@ class DeploymentReport:
             "Database": ", ".join(self.targets),
             "Started": now(),
         }
-        self.failed: list[str] = []
-        self.counts = {"passed": 0, "failed": 0, "skipped": 0}
+        self.checks: dict[str, Check] = {}
         self.html_report: Any = None
+        self.record_path = record_path(config)
+        self.record_error = ""
+        if self.record_path is not None:
+            self.facts["Record"] = str(self.record_path)
+        html_path = config.getoption("htmlpath", default=None)
+        self.html_path = str(html_path) if html_path else ""
 
     # -- facts ----------------------------------------------------------------------------
 
@@ -49,40 +168,163 @@ class DeploymentReport:
         for name, target in self.targets.items():
             prefix = f"{name}: " if fleet else ""
             version = f"{prefix}{target.value('SHOW server_version')}"
-            ledger = f"{prefix}{ledger_state(target)}"
+            state, self.ledgers[name] = read_ledger(target)
             self.facts["Server version"] = "; ".join(
                 filter(None, [self.facts.get("Server version"), version])
             )
-            self.facts["Ledger"] = "; ".join(filter(None, [self.facts.get("Ledger"), ledger]))
-        self.config.stash[metadata_key].update(self.facts)
+            self.facts["Ledger"] = "; ".join(filter(None, [self.facts.get("Ledger"), f"{prefix}{state}"]))
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks.values() if c.outcome == "failed"]
+
+    def counts(self) -> dict[str, int]:
+        outcomes = [c.outcome for c in self.checks.values()]
+        return {k: outcomes.count(k) for k in ("passed", "failed", "skipped")}
 
     def failed_databases(self) -> dict[str, int]:
         """In a fleet: failed checks per database (read from the test ids)."""
-        counts = {name: sum(f"[{name}" in nodeid for nodeid in self.failed) for name in self.targets}
+        counts = {name: sum(f"[{name}" in c.nodeid for c in self.failed) for name in self.targets}
         return {name: n for name, n in counts.items() if n} if len(self.targets) > 1 else {}
+
+    def verdicts(self) -> list[Verdict]:
+        """The eight checklist items in the runbook's order, then any other groups."""
+        verdicts = {item: Verdict(item) for item in CHECKLIST}
+        for check in self.checks.values():
+            verdicts.setdefault(check.item, Verdict(check.item)).checks.append(check)
+        return list(verdicts.values())
+
+    def unchecked(self) -> list[Verdict]:
+        """Runbook items (partly) not checked: skipped, or without a check in an upgraded
+        run (a rolled-back run checks what is gone in its own group)."""
+        upgraded = target_name(self.config) != "base"
+        return [v for v in self.verdicts()[: len(CHECKLIST)] if v.skipped or (upgraded and not v.checks)]
 
     @property
     def result(self) -> str:
-        """passed / FAILED, as the record and title say it."""
-        return "FAILED" if self.failed else "passed"
+        """The record's result: passed, passed with N not checked, or FAILED."""
+        if self.failed:
+            return "FAILED"
+        unchecked = [v for v in self.unchecked() if v.state == "skipped"]
+        return f"passed, {len(unchecked)} not checked" if unchecked else "passed"
+
+    # -- what to do now -------------------------------------------------------------------
+
+    def next_steps(self) -> list[Step]:
+        """What the operator does next, with the commands for these databases."""
+        expect = "rolled-back" if target_name(self.config) == "base" else "upgraded"
+        failed_dbs = list(self.failed_databases()) or list(self.targets)
+        if not self.failed:
+            steps = [Step(f"Nothing to do: the database is {expect} as US-001 requires.")]
+            if expect == "upgraded":
+                steps.append(
+                    Step(
+                        "Should the application misbehave later, roll all of US-001 back:",
+                        [self.command(name, "downgrade --to base") for name in failed_dbs],
+                    )
+                )
+            return steps
+        steps = []
+        for name in failed_dbs:
+            where = f" on {name}" if len(failed_dbs) > 1 else ""
+            applied = self.ledgers.get(name, [])
+            if expect == "rolled-back":
+                steps.append(
+                    Step(
+                        f"Finish the rollback{where} (it resumes where it stopped):",
+                        [self.command(name, "downgrade --to base")],
+                    )
+                )
+            elif applied:
+                last = applied[-1]
+                order = [m.name for m in load_all()]
+                index = order.index(last) if last in order else 0
+                previous = order[index - 1] if index > 0 else "base"
+                commands = [self.command(name, f"downgrade --to {previous}")]
+                text = f"Roll back{where} the last migration ({last})"
+                if previous != "base":
+                    commands.append(self.command(name, "downgrade --to base"))
+                    text += ", or all of US-001"
+                steps.append(Step(text + ":", commands))
+            else:
+                steps.append(Step(f"The ledger{where} records no US-001 migration: nothing to roll back."))
+        backup, found = self.newest_backup()
+        restore = f"restore {shlex.quote(backup) if found else backup} --yes"
+        steps.append(
+            Step(
+                "Or restore the newest backup (one transaction: all or nothing)"
+                + ("" if found else f": take the newest {Path(backup).parent / NEWEST_BACKUP_PATTERN}")
+                + ":",
+                [self.command(name, restore) for name in failed_dbs],
+            )
+        )
+        steps.append(Step("Then check the rollback: pytest verification --to base (same options)"))
+        steps.append(
+            Step(
+                f"To find out why: the queries in {TROUBLESHOOTING}. "
+                "*** stands for the password: put it back, or set DATABASE_URL and drop --db-url."
+            )
+        )
+        return steps
+
+    def command(self, name: str, args: str) -> str:
+        return f"python -m migrations {args} --db-url {shlex.quote(name)}"
+
+    def newest_backup(self) -> tuple[str, bool]:
+        """The newest backup in --backup-dir, and whether it exists (else a placeholder name)."""
+        directory = Path(self.config.getoption("--backup-dir") or "data/backups")
+        found = sorted(directory.glob(NEWEST_BACKUP_PATTERN))
+        if found and self.config.getoption("--backup-dir"):
+            return str(found[-1]), True
+        return str(directory / "azak_backup_YYYYMMDD_HHMMSS.sql.gz"), False
 
     # -- hooks ----------------------------------------------------------------------------
 
     def pytest_report_header(self) -> list[str]:
         return [f"US-001 verification: {self.facts['Database']} (expect {self.facts['Expected state']})"]
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Every report carries its checklist item (xdist carries it to the controller)."""
+        report = yield
+        report.checklist = item_checklist(item)  # type: ignore[attr-defined]
+        return report
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.failed:
-            self.failed.append(report.nodeid)
-            self.counts["failed"] += 1
-        elif report.skipped:
-            self.counts["skipped"] += 1
-        elif report.when == "call":
-            self.counts["passed"] += 1
+        item = getattr(report, "checklist", None) or checklist_of(
+            report.nodeid.split("::")[0].removesuffix(".py"), report.nodeid.split("::")[-1]
+        )
+        check = self.checks.setdefault(report.nodeid, Check(report.nodeid, item))
+        if report.failed and check.outcome != "failed":
+            check.outcome, check.message = "failed", failure_message(report)
+        elif report.skipped and check.outcome == "passed":
+            check.outcome, check.message = "skipped", skip_reason(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """pytest-html shows metadata as HTML: escape it, and drop what is not about the
+        deployment (the facts are in the summary, once)."""
+        metadata = self.config.stash.get(metadata_key, None)
+        if metadata is None:
+            return
+        for key in ("Python", "Platform", "Packages", "Plugins", "JAVA_HOME", *self.facts):
+            metadata.pop(key, None)
+        cleaned = {html.escape(str(k)): escape_tree(v) for k, v in metadata.items()}
+        metadata.clear()
+        metadata.update(cleaned)
 
     def pytest_html_report_title(self, report: Any) -> None:
         self.html_report = report
         report.title = f"US-001 verification ({self.facts['Environment']}): running"
+
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        cells.insert(1, '<th class="col-checklist">Checklist item</th>')
+
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
+        item = getattr(report, "checklist", "") or ""
+        cells.insert(1, f'<td class="col-checklist">{html.escape(item)}</td>')
 
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str]) -> None:
         self.facts["Finished"] = now()
@@ -91,10 +333,8 @@ class DeploymentReport:
             self.html_report.title = f"US-001 verification ({self.facts['Environment']}): {self.result}" + (
                 f", {len(self.failed)} failed" if self.failed else ""
             )
-        rows = "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in self.facts.items()
-        )
-        prefix.append(f"<table id='us001-summary'>{rows}</table>")
+        empty_metadata = not self.config.stash.get(metadata_key, {})
+        prefix.append(self.html(hide_environment=empty_metadata))
 
     def note_failed_databases(self) -> None:
         failed = self.failed_databases()
@@ -104,36 +344,198 @@ class DeploymentReport:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.facts.setdefault("Finished", now())
         self.note_failed_databases()
-        record = self.config.getoption("--record")
-        if record and not hasattr(self.config, "workerinput"):  # xdist: the controller records
-            append_record(Path(record), self.record_row())
+        if self.record_path is None or hasattr(self.config, "workerinput"):  # xdist: the controller
+            return
+        try:
+            record.append(self.entry(), self.record_path)
+        except DeployError as exc:
+            self.record_error = str(exc)
+            if session.exitstatus == 0:
+                session.exitstatus = 1
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        record = self.config.getoption("--record")
-        terminalreporter.write_line(
-            f"US-001 verification {self.result}: {self.counts['passed']} passed, "
-            f"{self.counts['failed']} failed, {self.counts['skipped']} skipped"
-            + (f"; recorded in {record}" if record else "")
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> Generator[None, None, None]:
+        """The last lines: the result, the checklist, what to do now (after pytest's summary)."""
+        yield
+        write = terminalreporter.write_line
+        counts = self.counts()
+        if self.record_error:
+            where = f"; error: {self.record_error}"
+        elif self.record_path is not None:
+            where = f"; recorded in {self.record_path}"
+        elif self.config.getoption("--record"):
+            where = "; not recorded (--record=none)"
+        else:
+            where = "; not recorded: no --env-name (or --record FILE)"
+        write(
+            f"US-001 verification {self.result}: {counts['passed']} passed, "
+            f"{counts['failed']} failed, {counts['skipped']} skipped{where}"
         )
         for name, n in self.failed_databases().items():
-            terminalreporter.write_line(f"  FAILED on {name}: {n} checks")
+            write(f"  FAILED on {name}: {n} checks")
+        for verdict in self.verdicts():
+            write(f"  {verdict.item:<13} {verdict.text()}")
+            for check in verdict.failed[:5]:
+                write(f"      {check.name}: {one_line(check.message)}")
+            if len(verdict.failed) > 5:
+                write(f"      ... and {len(verdict.failed) - 5} more")
+        write("what to do now:")
+        for number, step in enumerate(self.next_steps(), 1):
+            write(f"  {number}. {step.text}")
+            for command in step.commands:
+                write(f"       {command}")
 
-    def record_row(self) -> list[str]:
-        """The runbook's row for this run."""
-        html_path = self.config.getoption("htmlpath", default=None)
-        notes = [
-            f"report {html_path}" if html_path else "no HTML report",
-            f"{len(self.failed)} failed checks",
-            f"expect {self.facts['Expected state']}",
-            self.facts.get("Failed databases") or self.facts["Database"],
-        ]
-        return [
-            self.facts["Started"][:16],
-            self.facts["Environment"],
-            self.facts["Executor"],
-            "✅ passed" if not self.failed else "❌ failed",
-            "; ".join(notes),
-        ]
+    # -- the record -----------------------------------------------------------------------
+
+    def entry(self) -> record.Entry:
+        """This run's row in the deployment record."""
+        notes = []
+        if self.failed:
+            names = [c.name for c in self.failed]
+            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            items = ", ".join(v.item for v in self.verdicts() if v.state == "failed")
+            notes.append(f"failed: {items} ({shown})")
+        unchecked = self.unchecked()
+        if unchecked:
+            notes.append("not checked: " + ", ".join(f"{v.item} ({v.reason})" for v in unchecked))
+        notes.append(self.facts.get("Failed databases") or self.facts["Database"])
+        return record.Entry(
+            action=f"verify {self.facts['Expected state']}",
+            result=self.result,
+            notes="; ".join(notes),
+            environment=self.facts["Environment"],
+            executor=self.facts["Executor"],
+            report=self.html_path,
+        )
+
+    def order(self, item: str) -> int:
+        return CHECKLIST.index(item) if item in CHECKLIST else len(CHECKLIST)
+
+    # -- the HTML -------------------------------------------------------------------------
+
+    def html(self, hide_environment: bool) -> str:
+        """The report's head: checklist and what to do now side by side, failures, facts."""
+        e = html.escape
+        rows = []
+        for number, v in enumerate(self.verdicts()):
+            first = (
+                f"<div class='us001-why'>{e(one_line(v.failed[0].message, 110))}</div>" if v.failed else ""
+            )
+            other = " us001-other" if number == len(CHECKLIST) else ""
+            rows.append(
+                f"<tr class='us001-{v.state}{other}'><th>{e(v.item)}</th>"
+                f"<td class='us001-verdict'>{e(v.text())}{first}</td></tr>"
+            )
+        steps = "".join(
+            f"<li>{e(s.text)}" + "".join(f"<pre>{e(c)}</pre>" for c in s.commands) + "</li>"
+            for s in self.next_steps()
+        )
+        failures = "".join(
+            f"<li><strong>{e(c.item)}</strong> <code>{e(c.name)}</code><br>{e(c.message)}</li>"
+            for c in sorted(self.failed, key=lambda c: (self.order(c.item), c.nodeid))
+        )
+        facts = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in self.facts.items())
+        verdict_class = "us001-failed" if self.failed else "us001-passed"
+        return (
+            f"<style>{CSS}{HIDE_ENVIRONMENT if hide_environment else ''}</style>"
+            f"<div id='us001'>"
+            f"<p id='us001-result' class='{verdict_class}'>{e(self.result)}"
+            f"<span>{e(self.facts['Database'])}</span></p>"
+            f"<div class='us001-top'>"
+            f"<section id='us001-checklist'><h2>Checklist</h2>"
+            f"<table id='us001-checklist-table'>{''.join(rows)}</table></section>"
+            f"<section id='us001-next-step'><h2>What to do now</h2><ol>{steps}</ol></section>"
+            f"</div>"
+            + (
+                "<section id='us001-failures'><h2>Failures: expected vs found</h2>"
+                f"<ol>{failures}</ol></section>"
+                if failures
+                else ""
+            )
+            + "<section id='us001-facts'><h2>This run</h2>"
+            f"<table id='us001-summary'>{facts}</table></section>"
+            f"<h2>Every check</h2></div>"
+        )
+
+
+CSS = """
+body { color: #1b1b1b; font-size: 15px; max-width: 1400px; }
+p, .run-count, .filter, .summary, #results-table { color: #1b1b1b; }
+.summary__data > h2 { display: none; }
+#us001 h2 { font-size: 17px; margin: 14px 0 6px; }
+#us001-result { display: inline-block; font-weight: bold; font-size: 17px; padding: 4px 12px;
+  border-radius: 4px; margin: 0; }
+#us001-result.us001-passed { background: #d7f0dd; color: #0b5d23; }
+#us001-result.us001-failed { background: #b3261e; color: #fff; }
+.us001-top { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1.15fr); gap: 28px;
+  align-items: start; }
+#us001-checklist-table { border-collapse: collapse; width: 100%; }
+#us001-checklist-table th, #us001-checklist-table td { text-align: left; vertical-align: top;
+  padding: 4px 8px; border-bottom: 1px solid #ddd; }
+#us001-checklist-table th { white-space: nowrap; width: 9em; }
+.us001-why { font-size: 13px; font-weight: normal; margin-top: 2px; }
+#us001-result span { font-weight: normal; font-size: 15px; margin-left: 14px; }
+tr.us001-other th, tr.us001-other td { border-top: 2px solid #999; }
+#us001 code { overflow-wrap: anywhere; }
+tr.us001-passed .us001-verdict { color: #0b5d23; }
+tr.us001-failed .us001-verdict { color: #b3261e; font-weight: bold; }
+tr.us001-failed th { color: #b3261e; }
+tr.us001-skipped .us001-verdict { color: #6a4a00; }
+#us001-next-step { border: 2px solid #1b1b1b; border-radius: 6px; padding: 0 14px 8px; }
+#us001-next-step ol { padding-left: 20px; margin: 0; }
+#us001-next-step li { margin: 6px 0; }
+#us001 pre { background: #f1f1f1; color: #111; padding: 4px 8px; margin: 3px 0; white-space: pre-wrap;
+  overflow-wrap: anywhere; font-size: 13px; }
+#us001-failures li { margin: 4px 0; }
+#us001-summary th { text-align: left; padding-right: 14px; }
+#us001-summary td, #us001-summary th { padding: 2px 8px 2px 0; }
+"""
+HIDE_ENVIRONMENT = "#environment-header, #environment { display: none; }"
+
+
+def record_path(config: pytest.Config) -> Path | None:
+    """Where this run is recorded: --record FILE, or none (--record=none); by default
+    data/deployments.md when the run names its environment (--env-name), else nowhere:
+    a look at an unnamed database is not a deployment."""
+    given = config.getoption("--record")
+    if given:
+        return record.resolve(given)
+    if config.getoption("--env-name") != "unspecified":
+        return record.DEFAULT_PATH
+    return None
+
+
+def escape_tree(value: Any) -> Any:
+    """A metadata value with every string in it HTML-escaped."""
+    if isinstance(value, dict):
+        return {html.escape(str(k)): escape_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_tree(v) for v in value]
+    return html.escape(str(value))
+
+
+def failure_message(report: pytest.TestReport) -> str:
+    """What a failed check said (expected vs found), in a few lines at most."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, str):
+        return longrepr.strip()
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message).strip()
+    return report.longreprtext.strip().splitlines()[-1] if report.longreprtext.strip() else "failed"
+
+
+def skip_reason(report: pytest.TestReport) -> str:
+    """Why a check was skipped."""
+    if isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ").removesuffix(": not checked")
+    return "skipped"
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """The first line of a message, shortened."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def now() -> str:
@@ -141,23 +543,14 @@ def now() -> str:
     return datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")
 
 
-def ledger_state(target: Target) -> str:
-    """One line on the ledger: which US-001 migrations it records, in which state."""
+def read_ledger(target: Target) -> tuple[str, list[str]]:
+    """One line on the ledger (its US-001 migrations and their states), and their names in order."""
     if not target.value("SELECT to_regclass('public.schema_migrations') IS NOT NULL"):
-        return "no ledger table"
+        return "no ledger table", []
     try:
-        rows = target.rows("SELECT name, state FROM schema_migrations ORDER BY name")
+        rows = target.rows("SELECT name, state FROM public.schema_migrations ORDER BY name")
     except DBAPIError as exc:
-        return f"unreadable ({describe(exc.orig)})"
-    return ", ".join(f"{name} ({state})" for name, state in rows) or "empty"
-
-
-def append_record(path: Path, cells: list[str]) -> None:
-    """Append one markdown table row, creating the table with its header if needed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fresh = not path.exists() or path.stat().st_size == 0
-    line = "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |\n"
-    with path.open("a", encoding="utf-8") as out:
-        if fresh:
-            out.write(RECORD_HEADER)
-        out.write(line)
+        return f"unreadable ({describe(exc.orig)})", []
+    order = [m.name for m in load_all()]
+    names = sorted((name for name, _ in rows), key=lambda n: order.index(n) if n in order else -1)
+    return ", ".join(f"{name} ({state})" for name, state in rows) or "empty", names

@@ -16,7 +16,7 @@ from migrations import catalog
 from verification.db import Target
 from verification.state import State
 
-CHECKLIST = "unique"
+CHECKLIST = "UNIQUE"
 UNIQUE = re.compile(r"^UNIQUE \(([\w, ]+)\)$")
 
 
