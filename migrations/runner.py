@@ -197,7 +197,12 @@ class Runner:
         """Each migration's own preconditions, before anything changes."""
         for m in todo:
             for pre in m.preconditions:
-                found = [str(row[0]) for row in self.query(pre.sql)]
+
+                def ask(cur: Cursor, text: str = pre.sql) -> list[str]:
+                    cur.execute(text)
+                    return [str(row[0]) for row in cur.fetchall()]
+
+                found = self.transaction(ask, m.name)
                 if found:
                     raise DeployError(f"{pre.problem}: {', '.join(found)}; nothing was changed")
 

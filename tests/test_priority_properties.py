@@ -84,7 +84,10 @@ def test_crash_between_or_inside_batches_resumes_losslessly(
     tuned = settings_for(batch_size)
     point = f"{moment}:{crash_at}"
 
+    seen: list[str] = []
+
     def crash(where: str) -> None:
+        seen.append(where)
         if where == point:
             raise Crash(where)
 
@@ -100,6 +103,11 @@ def test_crash_between_or_inside_batches_resumes_losslessly(
     finally:
         r.close()  # the connection dies with the process: its open transaction is rolled back
     monkeypatch.undo()
+    # the hook is really there: a batch fault point of this kind was met, and the run died at
+    # ours unless it had fewer batches than crash_at
+    reached = [int(p.split(":")[1]) for p in seen if p.startswith(f"{moment}:")]
+    assert reached, f"no {moment} fault point was met: {seen}"
+    assert (point in seen) == (crash_at <= max(reached)), seen
     with stocks_db.runner(tuned) as r:
         if direction == "upgrade":
             r.upgrade()  # resumes

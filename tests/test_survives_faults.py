@@ -210,16 +210,20 @@ def test_migration_changed_after_it_was_applied_is_refused(deployed_db: Db, tmp_
 @pytest.mark.parametrize(
     ("change", "says"),
     [
-        ("ALTER TABLE product_info ADD COLUMN note text", "not in the migration: column note text null"),
+        (
+            "ALTER TABLE product_info ADD COLUMN note text",
+            "add_product_info_table: column product_info.note: not in the contracts, found 'text null'",
+        ),
         (
             "ALTER TABLE product_info DROP COLUMN frst_erlm_dt",
-            "missing: column frst_erlm_dt character varying(8) null",
+            "add_product_info_table: column product_info.frst_erlm_dt: expected 'character varying(8) null',"
+            " found nothing (absent)",
         ),
         (
             "DROP INDEX idx_financial_ratios_stock_stac;"
             " CREATE INDEX idx_financial_ratios_stock_stac ON financial_ratios (stock_code, stac_yymm)",
-            "missing: index CREATE INDEX idx_financial_ratios_stock_stac"
-            " ON financial_ratios USING btree (stock_code, stac_yymm DESC)",
+            "add_financial_ratios_table: index financial_ratios.idx_financial_ratios_stock_stac:"
+            " expected 'USING btree (stock_code, stac_yymm DESC)', found 'USING btree (stock_code, stac_yymm)'",
         ),
     ],
     ids=["extra column", "missing column", "index of another shape"],
@@ -250,7 +254,10 @@ def test_table_created_by_hand_that_matches_is_adopted(app_db: Db) -> None:
 def test_table_created_by_hand_that_differs_is_refused(app_db: Db) -> None:
     app_db.execute("CREATE TABLE product_info (id serial PRIMARY KEY, stock_code varchar(12))")
     err = refused(app_db)
-    assert "not in the migration: column stock_code character varying(12) null" in err
+    assert (
+        "add_product_info_table: column product_info.stock_code: expected 'character varying(10) not null',"
+        " found 'character varying(12) null'"
+    ) in err
 
 
 # -- concurrent writers ---------------------------------------------------------------------
@@ -300,7 +307,7 @@ def test_verification_changes_nothing_even_when_probes_fail(deployed_db: Db) -> 
     before = deployed_db.snapshot()
     result = deployed_db.verify("-p", "tests.lock_witness")
     assert result.returncode == 1
-    assert "test_behaviour::test_new_stock_gets_priority_1" in result.failed
+    assert "test_behaviour::test_new_stock_gets_priority_1[5]" in result.failed
     assert deployed_db.snapshot().differences(before) == []
     assert locks_seen(result.output) == "0 locks after every check"  # no probe left open
     assert deployed_db.value(VERIFICATION_LOCKS) == 0, "locks held after the run ended"
