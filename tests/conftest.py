@@ -183,16 +183,21 @@ def app_db(app_template: NoopExecutor) -> Iterator[Db]:
     yield from clone(app_template)
 
 
-@pytest.fixture
-def deployed_db(deployed_template: NoopExecutor) -> Iterator[Db]:
-    """The application's database with US-001 deployed by the runner, and its before-image
-    (the template's, taken when the runner deployed it)."""
-    for db in clone(deployed_template):
-        before = image.newest(deployed_template.template_dbname)
+def clone_deployed(template: NoopExecutor) -> Iterator[Db]:
+    """A clone of the deployed template with the template's before-image (taken when the
+    runner deployed it), saved under the clone's name as the kit would have."""
+    for db in clone(template):
+        before = image.newest(template.template_dbname)
         assert before is not None, "the deployed template has no before-image"
         before.database = dbname(db.url)
         image.save(before)
         yield db
+
+
+@pytest.fixture
+def deployed_db(deployed_template: NoopExecutor) -> Iterator[Db]:
+    """The application's database with US-001 deployed by the runner, and its before-image."""
+    yield from clone_deployed(deployed_template)
 
 
 @pytest.fixture

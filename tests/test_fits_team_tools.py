@@ -13,13 +13,13 @@ import yaml
 
 from migrations.dburl import mask
 from migrations.rehearse import run_verification
-from tests.conftest import ROOT, Db, clone, run
+from tests.conftest import ROOT, Db, clone_deployed, run
 
 
 @pytest.fixture
 def fleet(deployed_template) -> Iterator[list[Db]]:
     """Four deployed throwaway databases (staging, production, two shards)."""
-    clones = [clone(deployed_template) for _ in range(4)]
+    clones = [clone_deployed(deployed_template) for _ in range(4)]
     try:
         yield [next(c) for c in clones]
     finally:
