@@ -7,8 +7,10 @@ trigger; others are deselected) and only for a role that may write (else skipped
 """
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from migrations.catalog import Key
+from migrations.dburl import describe
 from verification.db import Probe, Target, constraint_of, sqlstate
 
 CHECKLIST = "behaviour"
@@ -126,31 +128,38 @@ def test_deleting_a_stock_cascades(probe: Probe, probe_code: str, table: str) ->
     assert left == 0, f"deleting a stock should delete its {table} rows (ON DELETE CASCADE); {left} left"
 
 
-@pytest.mark.parametrize("yymm", ["202413", "202400", "2024-1", "abcdef", "20241"])
+BAD_MONTHS = ("202413", "202400", "2024-1", "abcdef", "20241")
+GOOD_MONTHS = ("202401", "202412", "199910")
+BAD_CLASSES = ("2", "Q", " ")
+PRIORITIES_SENT = (5, 3, 0, -1, None)  # the application's 5, any other, and out of range
+
+
+def ratio_error(probe: Probe, code: str, yymm: str, cls: str) -> DBAPIError | None:
+    return probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=code, yymm=yymm, cls=cls)
+
+
 @pytest.mark.needs(CK_MONTH)
-def test_check_rejects_bad_month(probe: Probe, probe_code: str, yymm: str) -> None:
+def test_check_rejects_bad_months(probe: Probe, probe_code: str) -> None:
     probe.add_stock(probe_code)
-    error = probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=probe_code, yymm=yymm, cls="0")
-    assert_rejected(error, CHECK_VIOLATION, "ck_financial_ratios_stac_yymm", f"stac_yymm {yymm!r}")
+    for yymm in BAD_MONTHS:
+        error = ratio_error(probe, probe_code, yymm, "0")
+        assert_rejected(error, CHECK_VIOLATION, "ck_financial_ratios_stac_yymm", f"stac_yymm {yymm!r}")
 
 
-@pytest.mark.parametrize("yymm", ["202401", "202412", "199910"])
 @pytest.mark.needs(Key("table", "financial_ratios"))
-def test_check_accepts_valid_month(probe: Probe, probe_code: str, yymm: str) -> None:
+def test_check_accepts_valid_months(probe: Probe, probe_code: str) -> None:
     probe.add_stock(probe_code)
-    error = probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=probe_code, yymm=yymm, cls="1")
-    assert error is None, (
-        f"stac_yymm {yymm!r} should be accepted; "
-        f"found {STATES.get(sqlstate(error))} by {constraint_of(error)}"
-    )
+    refused = {yymm: ratio_error(probe, probe_code, yymm, "1") for yymm in GOOD_MONTHS}
+    shown = [f"{y!r} ({STATES.get(sqlstate(e))} by {constraint_of(e)})" for y, e in refused.items() if e]
+    assert not shown, f"stac_yymm {', '.join(shown)} should be accepted"
 
 
-@pytest.mark.parametrize("cls", ["2", "Q", " "])
 @pytest.mark.needs(CK_CLASS)
-def test_check_rejects_bad_class_code(probe: Probe, probe_code: str, cls: str) -> None:
+def test_check_rejects_bad_class_codes(probe: Probe, probe_code: str) -> None:
     probe.add_stock(probe_code)
-    error = probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=probe_code, yymm="202412", cls=cls)
-    assert_rejected(error, CHECK_VIOLATION, "ck_financial_ratios_div_cls_code", f"div_cls_code {cls!r}")
+    for cls in BAD_CLASSES:
+        error = ratio_error(probe, probe_code, "202412", cls)
+        assert_rejected(error, CHECK_VIOLATION, "ck_financial_ratios_div_cls_code", f"div_cls_code {cls!r}")
 
 
 @pytest.mark.parametrize(
@@ -167,19 +176,40 @@ def test_update_moves_updated_at_to_now(probe: Probe, probe_code: str, table: st
     )
 
 
-@pytest.mark.parametrize("sent", [5, 3, 0, -1, None])
-@pytest.mark.needs(PRIORITY_TRIGGER)
-def test_new_stock_gets_priority_1(probe: Probe, probe_code: str, sent: int | None) -> None:
-    stock_id = probe.add_stock(probe_code, priority=sent)
-    (got,) = probe.execute("SELECT priority FROM stocks WHERE id = :id", id=stock_id)[0]
-    assert got == 1, f"a new stock sent with priority {sent} should get 1, found {got}"
+def priorities_after(probe: Probe, write: str, code: str) -> dict[int | None, object]:
+    """What each priority sent by `write` became (or the error it met), each in a savepoint."""
+    got: dict[int | None, object] = {}
+    for sent in PRIORITIES_SENT:
+        savepoint = probe.conn.begin_nested()
+        try:
+            got[sent] = probe.execute(write, id=probe.new_id(), code=code, p=sent)[0][0]
+        except DBAPIError as exc:
+            got[sent] = f"error: {describe(exc.orig)}"
+        savepoint.rollback()
+    return got
 
 
-@pytest.mark.parametrize("sent", [3, 5, 0, -1, None])
+INSERT_STOCK = (
+    "INSERT INTO stocks (id, code, name, priority, is_active, created_at, updated_at)"
+    " VALUES (:id, :code, 'verification probe', :p, false, now(), now()) RETURNING priority"
+)
+UPDATE_PRIORITY = "UPDATE stocks SET priority = :p WHERE code = :code AND id <> :id RETURNING priority"
+
+
 @pytest.mark.needs(PRIORITY_TRIGGER)
-def test_priority_update_stays_1(probe: Probe, probe_code: str, sent: int | None) -> None:
-    stock_id = probe.add_stock(probe_code)
-    (got,) = probe.execute(
-        "UPDATE stocks SET priority = :p WHERE id = :id RETURNING priority", p=sent, id=stock_id
-    )[0]
-    assert got == 1, f"setting a stock's priority to {sent} should leave 1, found {got}"
+def test_new_stock_gets_priority_1(probe: Probe, probe_code: str) -> None:
+    got = priorities_after(probe, INSERT_STOCK, probe_code)
+    wrong = {sent: value for sent, value in got.items() if value != 1}
+    assert not wrong, "a new stock should get priority 1 whatever it is sent; " + ", ".join(
+        f"sent {sent}, found {value}" for sent, value in wrong.items()
+    )
+
+
+@pytest.mark.needs(PRIORITY_TRIGGER)
+def test_priority_update_stays_1(probe: Probe, probe_code: str) -> None:
+    probe.add_stock(probe_code)
+    got = priorities_after(probe, UPDATE_PRIORITY, probe_code)
+    wrong = {sent: value for sent, value in got.items() if value != 1}
+    assert not wrong, "setting a stock's priority should leave 1; " + ", ".join(
+        f"set {sent}, found {value}" for sent, value in wrong.items()
+    )
