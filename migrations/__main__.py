@@ -45,7 +45,7 @@ def bounded(kind: type[int] | type[float], low: float, high: float, low_open: bo
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     url_help = "PostgreSQL URL (else DATABASE_URL, else POSTGRES_*); before or after COMMAND"
-    waiting = argparse.ArgumentParser(add_help=False)
+    waiting = Parser(add_help=False)
     waiting.add_argument(
         "--lock-wait",
         type=bounded(float, 0, 3600, low_open=True),
@@ -60,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="lock_timeout of each transaction (default 2000; 1..600000)",
     )
-    tuning = argparse.ArgumentParser(add_help=False, parents=[waiting])
+    tuning = Parser(add_help=False, parents=[waiting])
     tuning.add_argument(
         "--retries",
         type=bounded(int, 1, 100),
@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"stocks rows per priority batch (default 5000; 1..{MAX_BATCH:,})",
     )
     # The URL after the command lands in db_url, before it in top_db_url: neither resets the other.
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--db-url", default=None, help=url_help)
 
     top = Parser(prog="python -m migrations", description="US-001 migrations: deploy, roll back, inspect.")

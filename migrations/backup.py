@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO, cast
 
 import psycopg2
 import psycopg2.errors
@@ -112,14 +112,14 @@ class DumpError(DeployError):
     """A file that is not (or not only) what pg_dump writes."""
 
 
-def open_dump(path: Path) -> IO[bytes]:
+def open_dump(path: Path) -> BinaryIO:
     """The file as bytes: gunzipped if it is a .gz (the runbook's gunzip'd .sql works too)."""
     if not path.is_file():
         raise UsageError(f"no such backup file: {path}")
     with path.open("rb") as probe:
         magic = probe.read(2)
     if magic == GZIP_MAGIC:
-        return gzip.open(path, "rb")
+        return cast(BinaryIO, gzip.open(path, "rb"))
     if path.name.endswith(".gz"):
         raise DeployError(f"{path} is not a valid gzip file")
     return path.open("rb")
@@ -340,7 +340,7 @@ def backup(url: URL, directory: Path = DEFAULT_DIR, now: datetime | None = None)
         partial.unlink(missing_ok=True)
 
 
-def dump_into(url: URL, sink: IO[bytes]) -> None:
+def dump_into(url: URL, sink: gzip.GzipFile) -> None:
     """Stream `pg_dump --clean --if-exists` of `url` into `sink`."""
     argv, env = libpq_command(url)
     proc = subprocess.Popen(
@@ -441,7 +441,7 @@ def restore(url: URL, path: Path, lock_timeout_ms: int = 2000, lock_wait_s: floa
         except psycopg2.errors.LockNotAvailable:
             conn.rollback()
             raise DeployError(
-                f"restore into {mask(url)}: no lock within {lock_timeout_ms} ms (line {line} of {path.name}); "
+                f"restore into {mask(url)}: no lock within {lock_timeout_ms} ms (line {line}); "
                 f"held by {relation_holders(conn) or 'a process that has since let go'}; nothing changed"
             ) from None
         except psycopg2.Error as exc:
