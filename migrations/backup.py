@@ -98,13 +98,20 @@ COMMENT_LINE = re.compile(rb"^\s*--[^\n]*\n?")
 
 
 def bare(statement: bytes) -> bytes:
-    """A statement without its leading whitespace and comments."""
+    """A statement without its leading whitespace and comments (-- and nested /* */)."""
     text = statement.lstrip()
-    while text.startswith(b"--") or text.startswith(b"/*"):
+    while text.startswith((b"--", b"/*")):
         if text.startswith(b"--"):
             text = text.partition(b"\n")[2].lstrip()
-        else:
-            text = text.partition(b"*/")[2].lstrip()
+            continue
+        depth, i = 1, 2
+        while depth and i < len(text):
+            found = re.compile(rb"/\*|\*/").search(text, i)
+            if found is None:
+                return b""
+            depth += 1 if found.group(0) == b"/*" else -1
+            i = found.end()
+        text = text[i:].lstrip()
     return text
 
 
@@ -132,7 +139,7 @@ def events(path: Path) -> Iterator[Event]:
     meta-command exactly where psql would take it for one."""
     mode, tag, depth = "sql", b"", 0
     buffer: list[bytes] = []
-    start = lineno = 0
+    lineno = 0
     last: list[bytes] = []  # the last non-empty lines: the end mark is a comment among them
     with open_dump(path) as source:
         try:
@@ -156,8 +163,6 @@ def events(path: Path) -> Iterator[Event]:
                     buffer = []
                     yield Event("meta", lineno, raw)
                     continue
-                if not buffer:
-                    start = lineno
                 i, n, line = 0, len(raw), raw
                 while i < n:
                     if mode == "sql":
@@ -190,8 +195,7 @@ def events(path: Path) -> Iterator[Event]:
                         elif c == b";":
                             statement = b"".join(buffer) + line[: i + 1]
                             buffer, line, n, i = [], line[i + 1 :], len(line) - i - 1, 0
-                            yield Event("sql", start, statement)
-                            start = lineno
+                            yield Event("sql", lineno - bare(statement).count(b"\n"), statement)
                             if COPY_STDIN.match(bare(statement)):
                                 if line.strip():
                                     raise DumpError(f"{path} line {lineno}: text after COPY ... FROM stdin;")

@@ -26,7 +26,10 @@ COMMANDS = {
 
 
 # The least a restore accepts: the header, public.stocks, the end mark.
-MINIMAL_DUMP = b"-- PostgreSQL database dump\nCREATE TABLE public.stocks (id integer);\n-- PostgreSQL database dump complete\n"
+MINIMAL_DUMP = (
+    b"-- PostgreSQL database dump\nCREATE TABLE public.stocks (id integer);\n"
+    b"-- PostgreSQL database dump complete\n"
+)
 
 
 def migrations(*args: str, url: str | None) -> subprocess.CompletedProcess[str]:

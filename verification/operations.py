@@ -22,8 +22,7 @@ def shown(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    netloc += f":{parts.port}" if parts.port else ""
+    netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -37,9 +36,7 @@ def health(url: str, timeout: float) -> tuple[int | None, float, str]:
         user = urllib.parse.unquote(parts.username or "")
         secret = urllib.parse.unquote(parts.password or "")
         headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
-        netloc = parts.hostname or ""
-        netloc += f":{parts.port}" if parts.port else ""
-        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
     def clean(reason: str) -> str:
         return reason.replace(parts.password, "***") if parts.password else reason
