@@ -38,6 +38,8 @@ SECRET = "Qu3ry-pa55-never-shown"
 # The kill-9 test's size and number of kills; by hand: AZAK_RESTORE_STOCKS=300000 AZAK_RESTORE_KILLS=40
 BIG_STOCKS = int(os.environ.get("AZAK_RESTORE_STOCKS", "50000"))
 KILLS = int(os.environ.get("AZAK_RESTORE_KILLS", "5"))
+# Kills land at a random moment up to this many seconds into the restore's transaction.
+WINDOW_S = float(os.environ.get("AZAK_RESTORE_WINDOW", "0.5"))
 
 
 def kit(*args: str, env: dict[str, str] | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -132,25 +134,30 @@ def session_of(db: Db, pid: int) -> list[tuple]:
     )
 
 
-def killed_restore(db: Db, path: Path, rng: random.Random, fault_at: str | None) -> None:
+def killed_restore(db: Db, path: Path, rng: random.Random, fault_at: str | None) -> float:
     """Start a restore; kill -9 it at a random moment while it streams (or at `fault_at`);
-    return once its database session is gone."""
+    return once its database session is gone, with the kill's moment (s into the transaction)."""
     env = {**os.environ, "DATABASE_URL": db.text_url}
     if fault_at:
         env["AZAK_FAULT_AT"] = fault_at
     argv = [sys.executable, "-m", "migrations", "restore", str(path), "--yes"]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moment = -1.0
     try:
         if not fault_at:
             while proc.poll() is None and not any(x for (x,) in session_of(db, proc.pid)):
                 time.sleep(0.005)  # until it is inside its transaction
-            time.sleep(rng.uniform(0, 0.5))
+            moment = rng.uniform(0, WINDOW_S)
+            time.sleep(moment)
             proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=120)
     finally:
         proc.kill()
+    deadline = time.monotonic() + 120  # a hang guard, not a measure
     while session_of(db, proc.pid):  # the server rolls back once it sees the connection gone
+        assert time.monotonic() < deadline, "the killed restore's session never ended"
         time.sleep(0.01)
+    return moment
 
 
 def test_restore_killed_at_any_moment_is_all_or_nothing(
@@ -160,9 +167,9 @@ def test_restore_killed_at_any_moment_is_all_or_nothing(
     before = app_db.snapshot()
     rng = random.Random(os.environ.get("AZAK_RESTORE_SEED", "11"))
     moments = ["restore:after-teardown", "restore:before-commit"] + [None] * KILLS
-    outcomes = []
+    outcomes, moments_s = [], []
     for fault_at in moments:
-        killed_restore(app_db, path, rng, fault_at)
+        moments_s.append(killed_restore(app_db, path, rng, fault_at))
         now = app_db.snapshot()
         if not now.differences(before):
             outcomes.append("before")
@@ -175,6 +182,8 @@ def test_restore_killed_at_any_moment_is_all_or_nothing(
             assert outcomes[-1] == "before", f"killed before COMMIT ({fault_at}), found {outcomes[-1]}"
     assert all(o in ("before", "restored") for o in outcomes), outcomes
     print(f"restore of {BIG_STOCKS} stocks killed {len(moments)} times: {Counter(outcomes)}")
+    print("kill moments (s into the transaction, -1: fault point) and outcomes:")
+    print(", ".join(f"{m:.2f}:{o}" for m, o in zip(moments_s, outcomes, strict=True)))
 
 
 # -- 4. a restore reads before it writes: nothing but what pg_dump writes --------------------------
