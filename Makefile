@@ -27,5 +27,5 @@ lint: $(READY)  ## ruff and mypy on the code, squawk on the SQL that upgrade run
 bench: $(READY)  ## figures and ratios on generated data (1,000,000 stocks); minutes, not seconds
 	$(PY) -m bench
 
-clean:
-	rm -rf $(VENV) reports data/backups .pytest_cache .hypothesis .mypy_cache .ruff_cache
+clean:  ## tools and caches only: never data/ (the backups) nor reports/ (the deployment record)
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,11 @@ def fail_cleanly() -> Iterator[None]:
     """Turn the errors an operator can meet into `error: ...` on stderr and an exit code."""
     try:
         yield
+        sys.stdout.flush()  # a closed pipe (`status | head -1`) says so here, not at exit
+    except BrokenPipeError:
+        # the reader has gone (`| head`): nothing left to say, and no one to say it to
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(EXIT_FAILURE) from None
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
@@ -28,6 +34,9 @@ def fail_cleanly() -> Iterator[None]:
         raise SystemExit(EXIT_FAILURE) from None
     except psycopg2.Error as exc:
         print(f"error: database: {describe(exc)}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILURE) from None
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
         raise SystemExit(EXIT_FAILURE) from None
     except KeyboardInterrupt:
         print("error: interrupted; the database is at the last committed step", file=sys.stderr)

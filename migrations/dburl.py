@@ -11,11 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import psycopg2
+import psycopg2.extensions
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 CONNECT_TIMEOUT_S = 5
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+# Every session of the kit: its own objects are public.*, whatever schemas the role can see
+# (a schema named after the role would otherwise come first in the default "$user", public).
+PINNED = {"search_path": "public"}
 
 
 class UsageError(Exception):
@@ -59,16 +63,31 @@ def parse(text: str) -> URL:
     scheme = url.drivername.split("+", 1)[0]
     if scheme not in POSTGRES_SCHEMES:
         raise UsageError(f"not a PostgreSQL URL (scheme {url.drivername!r}): {mask(url)}")
-    if not url.database:
+    url = url.set(drivername="postgresql+psycopg2")
+    if not (url.database or url.query.get("dbname")):
         raise UsageError(f"the URL names no database: {mask(url)}")
     if url.port is not None and not 0 < url.port < 65536:
         raise UsageError(f"not a valid port ({url.port}) in {mask(url)}")
-    return url.set(drivername="postgresql+psycopg2")
+    try:  # libpq's own parser: an unknown or malformed parameter is bad input, not a failure
+        psycopg2.extensions.parse_dsn(psycopg2.extensions.make_dsn(**libpq_params(url)))
+    except psycopg2.ProgrammingError as exc:
+        raise UsageError(f"not a valid libpq URL ({describe(exc, url)}): {mask(url)}") from None
+    return url
 
 
 def mask(url: URL) -> str:
-    """The URL as it may be shown to people: password replaced by ***."""
-    return url.set(drivername=url.drivername.split("+", 1)[0]).render_as_string(hide_password=True)
+    """The URL as it may be shown to people: password (also `?password=`) replaced by ***."""
+    query = {k: ("***" if k == "password" else v) for k, v in url.query.items()}
+    shown = url.set(drivername=url.drivername.split("+", 1)[0], query=query)
+    return shown.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def secrets_of(url: URL) -> list[str]:
+    """The passwords a URL carries (user:password@, ?password=)."""
+    found = [url.password] if url.password else []
+    query = url.query.get("password")
+    found += [query] if isinstance(query, str) else list(query or ())
+    return [str(p) for p in found if p]
 
 
 def scrub(text: str, secret: str | URL | None) -> str:
@@ -81,22 +100,31 @@ def scrub(text: str, secret: str | URL | None) -> str:
             before, _, after = raw.partition("@")
             guess = before.rpartition(":")[2] if after else ""
             return text.replace(guess, "***") if guess else text
-    password = secret.password if secret is not None else None
-    return text.replace(str(password), "***") if password else text
+    for password in secrets_of(secret) if secret is not None else []:
+        text = text.replace(password, "***")
+    return text
 
 
 def dbname(url: URL) -> str:
     """The database a parsed URL names (parse() refuses a URL without one)."""
-    if not url.database:
+    name = url.query.get("dbname") or url.database
+    if not isinstance(name, str) or not name:
         raise UsageError(f"the URL names no database: {mask(url)}")
-    return url.database
+    return name
 
 
 def libpq_params(url: URL, **settings: str) -> dict[str, Any]:
-    """psycopg2.connect() keyword arguments; `settings` become server GUCs (-c name=value)."""
+    """THE way from a URL to libpq: psycopg2.connect() keywords for every connection of the kit
+    (runner, verification's engine) and, through `libpq_command`, for pg_dump and psql.
+
+    Everything libpq takes in a URL counts, query parameters included (host, port, dbname,
+    user, password, sslmode, options, ...), and override the URL's main part as in libpq; what
+    the URL leaves out, libpq takes from PG* variables and ~/.pgpass. `settings` and the
+    pinned search_path become server settings (-c name=value) after the URL's own options.
+    """
     params: dict[str, Any] = {
-        "host": url.host or "localhost",
-        "port": url.port or 5432,
+        "host": url.host,
+        "port": url.port,
         "user": url.username,
         "password": url.password,
         "dbname": url.database,
@@ -104,10 +132,24 @@ def libpq_params(url: URL, **settings: str) -> dict[str, Any]:
         # the OS pid: an operator can tell which deploy process a database session is
         "application_name": f"azak-db-migrations:{os.getpid()}",
     }
-    params.update({k: v for k, v in url.query.items() if isinstance(v, str)})
-    if settings:
-        params["options"] = " ".join(f"-c {k}={v}" for k, v in settings.items())
-    return {k: v for k, v in params.items() if v is not None}
+    for key, value in url.query.items():
+        params[key] = value if isinstance(value, str) else ",".join(value)  # multi-host: a,b
+    gucs = {**PINNED, **settings}
+    options = [params.get("options") or ""] + [f"-c {k}={v}" for k, v in gucs.items()]
+    params["options"] = " ".join(o for o in options if o)
+    return {k: str(v) for k, v in params.items() if v is not None}
+
+
+def libpq_command(url: URL, **settings: str) -> tuple[list[str], dict[str, str]]:
+    """(argv tail, environment) pointing a libpq tool (pg_dump, psql) at `url`: the same
+    settings as `connect`, as a conninfo string (`--dbname=...`, which ps may show) without
+    the password, which travels in PGPASSWORD only."""
+    params = libpq_params(url, **settings)
+    password = params.pop("password", None)
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = password
+    return [f"--dbname={psycopg2.extensions.make_dsn(**params)}"], env
 
 
 def connect(url: URL, **settings: str) -> psycopg2.extensions.connection:

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from psycopg2 import sql
 from sqlalchemy.engine import URL
 
-from migrations.backup import libpq_env
-from migrations.dburl import DeployError, connect, mask
+from migrations.dburl import DeployError, connect, libpq_command, mask
 
 # Lines of a pg_dump that differ between two dumps of the same schema.
 VOLATILE = ("\\restrict", "\\unrestrict", "-- Dumped ")
@@ -42,11 +41,12 @@ class Snapshot:
 
 def schema_dump(url: URL) -> str:
     """`pg_dump --schema-only`, without the lines that vary between runs."""
+    argv, env = libpq_command(url)
     done = subprocess.run(
-        ["pg_dump", "--schema-only", "--no-password"],
+        ["pg_dump", "--schema-only", "--no-password", *argv],
         capture_output=True,
         text=True,
-        env=libpq_env(url),
+        env=env,
         check=False,
     )
     if done.returncode != 0:

@@ -25,6 +25,13 @@ COMMANDS = {
 }
 
 
+# The least a restore accepts: the header, public.stocks, the end mark.
+MINIMAL_DUMP = (
+    b"-- PostgreSQL database dump\nCREATE TABLE public.stocks (id integer);\n"
+    b"-- PostgreSQL database dump complete\n"
+)
+
+
 def migrations(*args: str, url: str | None) -> subprocess.CompletedProcess[str]:
     """`python -m migrations ARGS --db-url URL` in a subprocess, as an operator runs it."""
     argv = [sys.executable, "-m", "migrations", *args]
@@ -97,7 +104,7 @@ def test_bad_url_gives_one_clear_line(cli, command: str, case: str, tmp_path: Pa
     url, code, starts = BAD_URLS[case]
     backup = tmp_path / "azak_backup_x.sql.gz"
     with gzip.open(backup, "wb") as out:
-        out.write(b"-- PostgreSQL database dump\n-- PostgreSQL database dump complete\n")
+        out.write(MINIMAL_DUMP)
     done = cli(*fill(COMMANDS[command], tmp_path, backup), url=url)
     assert_one_line(done, code, starts)
 

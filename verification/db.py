@@ -10,12 +10,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg2
 from sqlalchemy import Connection, Engine, Executable, Inspector, create_engine, inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from migrations.dburl import CONNECT_TIMEOUT_S, DeployError, describe, mask
+from migrations.dburl import DeployError, describe, libpq_params, mask
 
 STATEMENT_TIMEOUT_MS = 5000
 LOCK_TIMEOUT_MS = 1000
@@ -24,20 +25,16 @@ PROBE_ID = -2_000_000_001
 
 
 def engine(url: URL, read_only: bool, lock_timeout_ms: int, statement_timeout_ms: int) -> Engine:
-    """An engine whose every session has the timeouts (and, if asked, is read-only)."""
-    options = f"-c statement_timeout={int(statement_timeout_ms)} -c lock_timeout={int(lock_timeout_ms)}"
+    """An engine whose every session has the timeouts (and, if asked, is read-only); its
+    connections come from the kit's one URL-to-libpq function, as the runner's do."""
+    gucs = {"statement_timeout": str(int(statement_timeout_ms)), "lock_timeout": str(int(lock_timeout_ms))}
     if read_only:
-        options += " -c default_transaction_read_only=on"
+        gucs["default_transaction_read_only"] = "on"
+    params = {**libpq_params(url, **gucs), "application_name": "azak-verification"}
     # The reader holds one connection for the run; the probes' writer reuses one (pool of 1).
     pool = {"poolclass": NullPool} if read_only else {"pool_size": 1, "max_overflow": 2}
     return create_engine(
-        url,
-        **pool,
-        connect_args={
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "options": options,
-            "application_name": "azak-verification",
-        },
+        URL.create("postgresql+psycopg2"), **pool, creator=lambda: psycopg2.connect(**params)
     )
 
 

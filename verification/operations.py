@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,16 +17,38 @@ STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})")
 AGO = re.compile(r"^(\d+)\s*([mhd])$")
 
 
+def shown(url: str) -> str:
+    """The URL as it may be shown to people: a password in it (user:password@) is ***."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def health(url: str, timeout: float) -> tuple[int | None, float, str]:
-    """(HTTP status or None, seconds taken, reason) of a GET on the health URL."""
+    """(HTTP status or None, seconds taken, reason) of a GET on the health URL. Credentials
+    in the URL (user:password@) go in an Authorization header; the reason never shows them."""
     started = time.monotonic()
+    parts = urllib.parse.urlsplit(url)
+    headers = {}
+    if parts.username is not None or parts.password is not None:
+        user = urllib.parse.unquote(parts.username or "")
+        secret = urllib.parse.unquote(parts.password or "")
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+    def clean(reason: str) -> str:
+        return reason.replace(parts.password, "***") if parts.password else reason
+
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (operator's URL)
-            return response.status, time.monotonic() - started, response.reason
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 (operator's URL)
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, time.monotonic() - started, clean(response.reason)
     except urllib.error.HTTPError as exc:
-        return exc.code, time.monotonic() - started, str(exc.reason)
+        return exc.code, time.monotonic() - started, clean(str(exc.reason))
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return None, time.monotonic() - started, str(getattr(exc, "reason", exc))
+        return None, time.monotonic() - started, clean(str(getattr(exc, "reason", exc)))
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
