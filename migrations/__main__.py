@@ -7,11 +7,13 @@ import math
 from pathlib import Path
 from typing import Any, NoReturn
 
+from sqlalchemy.engine import URL
+
 from migrations import backup as backups
-from migrations import plan
+from migrations import plan, record
 from migrations.cli import fail_cleanly, open_runner
-from migrations.dburl import UsageError, mask, resolve
-from migrations.runner import Settings
+from migrations.dburl import DeployError, UsageError, mask, resolve
+from migrations.runner import Runner, Settings
 from migrations.steps import load_all
 
 # Rows per batch: far above any useful size, far below what a bigint LIMIT or memory takes.
@@ -60,46 +62,100 @@ def parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="lock_timeout of each transaction (default 2000; 1..600000)",
     )
-    tuning = Parser(add_help=False, parents=[waiting])
+    sizing = Parser(add_help=False)
+    sizing.add_argument(
+        "--batch-size",
+        type=bounded(int, 1, MAX_BATCH),
+        default=5000,
+        help=f"stocks rows per priority batch (default 5000; 1..{MAX_BATCH:,})",
+    )
+    tuning = Parser(add_help=False, parents=[waiting, sizing])
     tuning.add_argument(
         "--retries",
         type=bounded(int, 1, 100),
         default=5,
         help="tries per transaction on a lock timeout (default 5; 1..100)",
     )
-    tuning.add_argument(
-        "--batch-size",
-        type=bounded(int, 1, MAX_BATCH),
-        default=5000,
-        help=f"stocks rows per priority batch (default 5000; 1..{MAX_BATCH:,})",
-    )
     # The URL after the command lands in db_url, before it in top_db_url: neither resets the other.
     common = Parser(add_help=False)
     common.add_argument("--db-url", default=None, help=url_help)
+    recorded = Parser(add_help=False)
+    recorded.add_argument(
+        "--record",
+        default=None,
+        metavar="FILE|none",
+        help=f"deployment record to add this action's row to (default {record.default_path()}; 'none': none)",
+    )
+    recorded.add_argument("--env-name", default="unspecified", help="environment, for the record")
+    recorded.add_argument("--executor", default=None, help="who runs it, for the record (default: OS user)")
+    changing = [common, recorded]
 
-    top = Parser(prog="python -m migrations", description="US-001 migrations: deploy, roll back, inspect.")
+    top = Parser(
+        prog="python -m migrations",
+        description="Deploy, roll back and inspect the migrations (US-001 and after) on one database.",
+        epilog="`python -m migrations COMMAND --help` describes each command.",
+    )
     top.add_argument("--db-url", dest="top_db_url", default=None, metavar="DB_URL", help=url_help)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    up = sub.add_parser("upgrade", parents=[common, tuning], help="apply pending migrations")
-    up.add_argument("--to", metavar="NAME", help="stop after this migration")
-    down = sub.add_parser("downgrade", parents=[common, tuning], help="roll migrations back")
+
+    def command(name: str, summary: str, details: str, parents: list[Parser]) -> Parser:
+        return sub.add_parser(name, parents=parents, help=summary, description=f"{summary}. {details}")
+
+    up = command(
+        "upgrade",
+        "Apply the pending migrations, in order",
+        "Keeps a before-image of the database first (data/images), then runs each migration in short "
+        "transactions under the deployment lock; an interrupted one is resumed.",
+        [*changing, tuning],
+    )
+    up.add_argument("--to", metavar="NAME", help="stop after this migration (default: all)")
+    down = command(
+        "downgrade",
+        "Roll migrations back, newest first",
+        "Every value a migration rewrote is put back (stocks.priority).",
+        [*changing, tuning],
+    )
     down.add_argument(
         "--to",
         metavar="base|NAME",
         required=True,
         help="roll back everything after NAME ('base': everything)",
     )
-    sub.add_parser("status", parents=[common], help="applied / pending / changed migrations")
-    plan_cmd = sub.add_parser("plan", parents=[common, tuning], help="print the SQL upgrade would run")
+    command(
+        "status",
+        "Say which migrations are applied, pending, interrupted or changed since applied",
+        "Changes nothing.",
+        [common],
+    )
+    plan_cmd = command(
+        "plan",
+        "Print the SQL that upgrade would run now, as a script",
+        "Changes nothing; `--all` prints every migration without connecting (for review and squawk).",
+        [common, waiting, sizing],
+    )
     plan_cmd.add_argument(
         "--all", action="store_true", help="every migration, as on a fresh database (no connection)"
     )
-    bk = sub.add_parser("backup", parents=[common], help="pg_dump to data/backups/*.sql.gz (private)")
-    bk.add_argument("--dir", type=Path, default=backups.DEFAULT_DIR, help="backup directory")
-    rs = sub.add_parser(
-        "restore", parents=[common, waiting], help="load a backup (.sql.gz or .sql) in one transaction"
+    bk = command(
+        "backup",
+        "Dump the database to DIR/azak_backup_YYYYMMDD_HHMMSS.sql.gz (private, checked)",
+        "The file is one transaction that first clears what the migrations create, so the runbook's "
+        "`gunzip` + `psql -f` of it brings back this database exactly; at base it also keeps a before-image.",
+        changing,
     )
-    rs.add_argument("file", type=Path)
+    bk.add_argument(
+        "--dir", type=Path, default=backups.DEFAULT_DIR, help="backup directory (default data/backups)"
+    )
+    rs = command(
+        "restore",
+        "Load a backup into the database, all or nothing",
+        "Reads the whole file first and refuses anything pg_dump does not write; then one transaction "
+        "under the deployment lock.",
+        [*changing, waiting],
+    )
+    rs.add_argument(
+        "file", type=Path, metavar="FILE", help="a backup written by `backup` (.sql.gz, or gunzipped .sql)"
+    )
     rs.add_argument(
         "--yes", action="store_true", help="confirm: replace the database's objects with the backup's"
     )
@@ -116,47 +172,88 @@ def target(args: argparse.Namespace) -> str | None:
 
 def settings(args: argparse.Namespace) -> Settings:
     """Runner settings from the tuning options (bounded by the parser)."""
+    default = Settings()
     return Settings(
-        lock_wait_s=args.lock_wait,
-        lock_timeout_ms=args.lock_timeout,
-        retries=args.retries,
-        batch_size=args.batch_size,
+        lock_wait_s=getattr(args, "lock_wait", default.lock_wait_s),
+        lock_timeout_ms=getattr(args, "lock_timeout", default.lock_timeout_ms),
+        retries=getattr(args, "retries", default.retries),
+        batch_size=getattr(args, "batch_size", default.batch_size),
     )
 
 
 def run(args: argparse.Namespace) -> None:
-    """Carry out one command."""
-    db_url = target(args)
-    if args.command == "backup":
-        url = resolve(db_url)
-        path = backups.backup(url, args.dir)
-        print(f"backup of {mask(url)}: {path} ({path.stat().st_size:,} bytes), checked")
+    """Carry out one command; one that changes the database adds a row to the record."""
+    if args.command == "plan" and args.all:
+        print(plan.script(load_all(), settings(args)), end="")
         return
+    url = resolve(target(args))
+    if args.command in ("status", "plan"):
+        with open_runner(url, settings(args)) as runner:
+            print(inspect(runner, args.command), end="")
+        return
+    try:
+        said = change(url, args)
+    except (DeployError, UsageError) as exc:
+        if not isinstance(exc, UsageError):
+            keep_record(args, url, "FAILED", str(exc))
+        raise
+    keep_record(args, url, "passed", said)
+    print(said)
+
+
+def change(url: URL, args: argparse.Namespace) -> str:
+    """Carry out a command that changes the database; the sentence that says what was done."""
+    if args.command == "backup":
+        kept = backups.keep_before_image(url)
+        if kept:
+            print(f"Before-image of {mask(url)} kept in {kept}.")
+        path = backups.backup(url, args.dir)
+        return f"Backup of {mask(url)}: {path} ({path.stat().st_size:,} bytes), checked."
     if args.command == "restore":
-        url = resolve(db_url)
         if not args.yes:
             backups.check(args.file, require_table="stocks")
             raise UsageError(f"restore replaces the objects of {mask(url)}: add --yes to confirm")
         backups.restore(url, args.file, args.lock_timeout, args.lock_wait)
-        print(f"restored {args.file} into {mask(url)}")
-        return
-    tuned = settings(args) if hasattr(args, "batch_size") else None
-    if args.command == "plan" and args.all:
-        print(plan.script(load_all(), tuned or Settings()), end="")
-        return
-    with open_runner(db_url, tuned) as runner:
+        return f"Restored {args.file} into {mask(url)}, in one transaction."
+    with open_runner(url, settings(args)) as runner:
         if args.command == "upgrade":
             done = runner.upgrade(args.to)
-            print(f"upgrade done: {len(done)} migration(s) applied on {mask(runner.url)}")
-        elif args.command == "downgrade":
-            done = runner.downgrade(args.to)
-            print(f"downgrade done: {len(done)} migration(s) rolled back on {mask(runner.url)}")
-        elif args.command == "status":
-            print(f"database: {mask(runner.url)}")
-            for name, state in runner.status():
-                print(f"  {name:<28} {state}")
-        elif args.command == "plan":
-            print(runner.plan(), end="")
+            what = f"applied {len(done)} migration(s) ({', '.join(done)})" if done else "nothing to apply"
+            return f"Upgrade done on {mask(url)}: {what}."
+        done = runner.downgrade(args.to)
+        what = f"rolled back {len(done)} migration(s) ({', '.join(done)})" if done else "nothing to roll back"
+        return f"Downgrade done on {mask(url)}: {what}."
+
+
+def inspect(runner: Runner, command: str) -> str:
+    """status and plan, in sentences."""
+    rows = runner.status()
+    applied = [name for name, state in rows if state.startswith("applied")]
+    if command == "plan":
+        script = runner.plan()
+        if len(applied) == len(rows):
+            return f"-- Nothing to plan: every migration is applied on {mask(runner.url)}.\n"
+        return script
+    head = f"head: {applied[-1]}" if applied else "at base"
+    lines = [f"Database {mask(runner.url)}: {len(applied)} of {len(rows)} migrations applied ({head})."]
+    lines += [f"  {name:<28} {state}" for name, state in rows]
+    return "\n".join(lines) + "\n"
+
+
+def keep_record(args: argparse.Namespace, url: URL, result: str, notes: str) -> None:
+    """The action's row in the deployment record (unless --record none)."""
+    path = record.resolve(args.record)
+    if path is None:
+        return
+    detail = f"--to {args.to}" if getattr(args, "to", None) else getattr(args, "file", "") or ""
+    entry = record.Entry(
+        action=f"{args.command} {detail}".strip(),
+        result=result,
+        notes=f"{notes} ({mask(url)})" if mask(url) not in notes else notes,
+        environment=args.env_name,
+        executor=args.executor,
+    )
+    record.append(entry, path)
 
 
 def main() -> None:

@@ -36,27 +36,23 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from sqlalchemy.engine import URL
 
+from migrations import image, ledger
+from migrations.contract import teardown
 from migrations.dburl import DeployError, UsageError, connect, describe, libpq_command, mask, scalar, scrub
 from migrations.runner import LOCK_KEY, fault
+from migrations.steps import load_all
 
 DEFAULT_DIR = Path("data/backups")
 HEADER = b"-- PostgreSQL database dump"
 END_MARK = b"-- PostgreSQL database dump complete"
 GZIP_MAGIC = b"\x1f\x8b"
-# Objects of US-001 that a pre-deployment dump does not know: dropped before it is loaded,
-# idempotently (IF EXISTS) and without error on a database in any state. CASCADE on the
-# functions takes their triggers (trigger_stocks_priority_deprecated on stocks, ...) along.
-CLEAR_US001 = """\
-DROP TABLE IF EXISTS public.product_info, public.financial_ratios,
-    public.stocks_priority_backup, public.schema_migrations CASCADE;
-DROP FUNCTION IF EXISTS public.update_product_info_updated_at(),
-    public.update_financial_ratios_updated_at(), public.stocks_priority_deprecated() CASCADE;
-"""
 
 
 def teardown_sql() -> str:
-    """SQL dropping every object the migrations create (idempotent, error-free in any state)."""
-    return CLEAR_US001
+    """SQL dropping every object the migrations (and the ledger) create, which a pre-deployment
+    dump does not know: from their contracts, idempotent, error-free in any state. CASCADE on
+    a function takes its triggers (trigger_stocks_priority_deprecated on stocks, ...) along."""
+    return teardown([ledger.CONTRACT, *(m.contract for m in load_all())])
 
 
 def prelude() -> bytes:
@@ -312,6 +308,20 @@ def require_stocks(url: URL) -> None:
                 raise DeployError(f"{mask(url)} has no table public.stocks: not the application's database")
     finally:
         conn.close()
+
+
+def keep_before_image(url: URL) -> Path | None:
+    """At base (no migration recorded), keep the database's before-image beside the backups'
+    purpose: verification's yardstick where the kit did not deploy. None when not at base."""
+    conn = connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            if ledger.read(cur):
+                return None
+            taken = image.take(cur, [rw for m in load_all() for rw in m.contract.rewrites])
+    finally:
+        conn.close()
+    return image.save(taken)
 
 
 def backup(url: URL, directory: Path = DEFAULT_DIR, now: datetime | None = None) -> Path:

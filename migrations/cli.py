@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg2
+from sqlalchemy.engine import URL
 
 from migrations.dburl import DeployError, UsageError, describe, resolve
 from migrations.runner import Runner, Settings
@@ -43,6 +44,6 @@ def fail_cleanly() -> Iterator[None]:
         raise SystemExit(130) from None
 
 
-def open_runner(db_url: str | None, settings: Settings | None = None) -> Runner:
+def open_runner(db_url: URL | str | None, settings: Settings | None = None) -> Runner:
     """A runner on the database the operator named (argument, DATABASE_URL or POSTGRES_*)."""
-    return Runner(resolve(db_url), settings)
+    return Runner(db_url if isinstance(db_url, URL) else resolve(db_url), settings)

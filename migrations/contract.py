@@ -122,3 +122,30 @@ def function(signature: str, returns: str, language: str, body: str) -> Image:
     """A function of `public`: its signature `name(args)`, result, language and body."""
     text = " ".join(body.split())
     return {Key("function", "", signature): f"returns {returns} language {language}: {text}"}
+
+
+def teardown(contracts: Iterable[Contract]) -> str:
+    """SQL that drops every object these contracts create that would outlive the tables they
+    hang on (tables, functions with their triggers, sequences, views, types): idempotent, and
+    without error on a database in any state."""
+    verbs = {
+        "table": "TABLE",
+        "view": "VIEW",
+        "materialized view": "MATERIALIZED VIEW",
+        "function": "FUNCTION",
+        "sequence": "SEQUENCE",
+        "type": "TYPE",
+    }
+    lines = []
+    for contract in contracts:
+        for key in contract.adds:
+            if key.kind in verbs:
+                name = key.table or key.name
+                base, paren, args = name.partition("(")
+                lines.append(f"DROP {verbs[key.kind]} IF EXISTS public.{quote(base)}{paren}{args} CASCADE;")
+    return "\n".join(dict.fromkeys(lines)) + "\n"
+
+
+def quote(name: str) -> str:
+    """An SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import getpass
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,14 @@ from pathlib import Path
 from migrations.dburl import DeployError
 
 DEFAULT_PATH = Path("data/deployments.md")
+PATH_ENV = "AZAK_RECORD"  # another default (the tests' own file, make rehearse's)
+
+
+def default_path() -> Path:
+    """AZAK_RECORD, else data/deployments.md."""
+    return Path(os.environ.get(PATH_ENV) or DEFAULT_PATH)
+
+
 COLUMNS = ("date", "environment", "executor", "action", "result", "notes", "report")
 HEADER = "| " + " | ".join(COLUMNS) + " |\n" + "|" + "|".join("---" for _ in COLUMNS) + "|\n"
 
@@ -77,7 +86,7 @@ def row(entry: Entry) -> str:
 def resolve(path: str | Path | None) -> Path | None:
     """The record's path from an option: None or "" → the default; "none" → no record."""
     if path is None or str(path) == "":
-        return DEFAULT_PATH
+        return default_path()
     if str(path).lower() == "none":
         return None
     return Path(path)
@@ -90,7 +99,7 @@ def append(entry: Entry, path: Path | None = None) -> Path:
     table. Concurrent writers (a fleet's, or two terminals') take turns on a file lock.
     Raises DeployError, one line, when the file cannot be written.
     """
-    path = DEFAULT_PATH if path is None else Path(path)
+    path = default_path() if path is None else Path(path)
     line = row(entry)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

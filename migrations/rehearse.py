@@ -20,13 +20,16 @@ import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import URL
 
-from migrations import appdb, snapshot
+from migrations import appdb, image, record, snapshot
 from migrations.cli import fail_cleanly
 from migrations.dburl import DeployError, connect, dbname, mask, parse, run_outside_transaction
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = Path("reports")
+# A rehearsal's record, images and backups are its own: never the real ones in data/.
+RECORD = REPORTS / "rehearsal-record.md"
+IMAGES = REPORTS / "rehearsal-images"
 
 
 def run_verification(
@@ -119,7 +122,6 @@ class Rehearsal:
             "--env-name=rehearsal",
             f"--html={report}",
             "--self-contained-html",
-            f"--record={REPORTS / 'deployments.md'}",
             f"--backup-dir={self.backup_dir}",
         )
         self.reports.append(report)
@@ -190,8 +192,10 @@ def main() -> None:
         help=f"a database on the server to rehearse on (default {DEFAULT_SERVER})",
     )
     parser.add_argument("--stocks", type=int, default=3000, help="stocks rows (default 3000)")
-    parser.add_argument("--backup-dir", type=Path, default=Path("data/backups"))
+    parser.add_argument("--backup-dir", type=Path, default=REPORTS / "rehearsal-backups")
     args = parser.parse_args()
+    os.environ[record.PATH_ENV] = str(RECORD)  # every command and verification below inherits them
+    os.environ[image.DIR_ENV] = str(IMAGES)
     with fail_cleanly():
         server = parse(args.server_url)
     rehearsal = Rehearsal(server, args.stocks, args.backup_dir)
@@ -199,7 +203,7 @@ def main() -> None:
     ok = rehearsal.run()
     print(rehearsal.table())
     print("\nreports: " + ", ".join(str(p) for p in rehearsal.reports if p.exists()))
-    print(f"record:  {REPORTS / 'deployments.md'}")
+    print(f"record:  {RECORD}")
     print("\nrehearsal " + ("PASSED" if ok else "FAILED"))
     raise SystemExit(0 if ok else 1)
 

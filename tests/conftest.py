@@ -28,7 +28,7 @@ from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy.engine import URL
 
-from migrations import appdb, image, snapshot
+from migrations import appdb, image, record, snapshot
 from migrations.dburl import dbname, fetch
 from migrations.rehearse import run_verification
 from migrations.runner import Runner, Settings
@@ -73,6 +73,8 @@ RUN = uuid.uuid4().hex[:8]
 # Before-images of this run's databases (kept by upgrade and backup), never in the repo's data/;
 # subprocesses (the CLI, pytest verification) inherit it.
 os.environ[image.DIR_ENV] = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"azak_images_{RUN}")
+# Likewise the deployment record that every command and verification writes.
+os.environ[record.PATH_ENV] = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"azak_record_{RUN}.md")
 SERVER = {
     "host": os.environ.get("PGHOST"),
     "port": os.environ.get("PGPORT"),

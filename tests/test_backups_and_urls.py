@@ -329,9 +329,6 @@ def test_app_url_credentials_are_sent_as_a_header_and_shown_masked(guarded_app: 
     assert status is None and SECRET not in reason
 
 
-@pytest.mark.xfail(
-    strict=True, reason="verification/test_operations.py prints the raw --app-url (another engineer's file)"
-)
 def test_app_url_credentials_appear_in_no_verification_output(app_db: Db, guarded_app: str) -> None:
     result = app_db.verify("--expect=rolled-back", f"--app-url=http://app:{SECRET}@127.0.0.1:1/down")
     assert "no answer" in result.output

@@ -14,7 +14,7 @@ from migrations.runner import Settings
 from tests.conftest import FAST, Db
 
 # Codes of varied length and alphabet, so keyset order by `code` is really exercised.
-codes = st.text(alphabet="0123456789AZaz-", min_size=1, max_size=10)
+codes = st.text(alphabet="0123456789AZaz-", min_size=0, max_size=10)  # "" included
 stocks = st.lists(
     st.tuples(codes, st.integers(min_value=-3, max_value=9)), max_size=120, unique_by=lambda row: row[0]
 )

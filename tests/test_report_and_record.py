@@ -237,6 +237,7 @@ def verification_in(cwd: Path, db: Db, *args: str) -> subprocess.CompletedProces
     argv = [sys.executable, "-m", "pytest", str(ROOT / "verification"), "-q", "-p", "no:cacheprovider"]
     argv += ["-p", "pytest_metadata.plugin", "-p", "pytest_html.plugin", *args]
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "DATABASE_URL": db.text_url}
+    env.pop(record.PATH_ENV, None)  # the record's own default, data/deployments.md under cwd
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
 
 
@@ -293,3 +294,57 @@ def test_rolled_back_run_counts_only_what_it_skipped(app_db: Db, tmp_path: Path)
     assert done.returncode == 0, done.stdout[-2000:]
     row = deployments.read_text().splitlines()[-1]
     assert "| verify base | passed, 3 not checked |" in row, row
+
+
+# -- every action in one record; commands that speak in sentences ------------------------------
+
+
+def record_rows(path: Path) -> list[list[str]]:
+    lines = [ln for ln in path.read_text().splitlines() if ln.startswith("| 20")]
+    return [[c.strip() for c in re.split(r"(?<!\\)\|", ln)[1:-1]] for ln in lines]
+
+
+def test_every_action_adds_a_row_to_one_record(app_db: Db, tmp_path: Path) -> None:
+    rec, backups = tmp_path / "deployments.md", tmp_path / "backups"
+    where = ("--record", str(rec), "--env-name", "staging")
+    for args in (("backup", "--dir", str(backups)), ("upgrade",)):
+        assert app_db.cli(*args, *where).returncode == 0
+    app_db.execute("DROP INDEX idx_product_info_stock_code")
+    assert app_db.verify(f"--record={rec}", "--env-name=staging").returncode == 1
+    assert app_db.cli("upgrade", *where).returncode == 1  # refused: the index differs
+    assert app_db.cli("downgrade", "--to", "base", *where).returncode == 0
+    (dump,) = backups.glob("*.sql.gz")
+    assert app_db.cli("restore", str(dump), "--yes", *where).returncode == 0
+    rows = record_rows(rec)
+    assert [(r[1], r[3], r[4]) for r in rows] == [
+        ("staging", "backup", "passed"),
+        ("staging", "upgrade", "passed"),
+        ("staging", "verify head", "FAILED"),
+        ("staging", "upgrade", "FAILED"),
+        ("staging", "downgrade --to base", "passed"),
+        ("staging", f"restore {dump}", "passed"),
+    ]
+    assert "test_indexes_are_as_expected" in rows[2][5]
+    assert "index product_info.idx_product_info_stock_code" in rows[3][5]
+
+
+def test_status_and_plan_speak_in_sentences(deployed_db: Db) -> None:
+    status = deployed_db.cli("status").stdout
+    assert status.startswith(f"Database {mask(deployed_db.url)}: 3 of 3 migrations applied")
+    assert "(head: deprecate_priority_column)." in status
+    plan = deployed_db.cli("plan").stdout
+    assert plan == f"-- Nothing to plan: every migration is applied on {mask(deployed_db.url)}.\n"
+
+
+@pytest.mark.parametrize("command", ["upgrade", "downgrade", "status", "plan", "backup", "restore"])
+def test_every_command_describes_itself_and_only_its_options(command: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "migrations", command, "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    description = done.stdout.split("\n\n")[1]
+    assert description[0].isupper() and "." in description, description
+    if command in ("status", "plan"):
+        assert "--retries" not in done.stdout and "--record" not in done.stdout
+    if command == "restore":
+        assert "a backup written by `backup`" in done.stdout

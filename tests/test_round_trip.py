@@ -89,3 +89,16 @@ def test_rollback_restores_every_priority(app_db: Db) -> None:
         assert app_db.value("SELECT count(DISTINCT priority) FROM stocks") == 1
         runner.downgrade("base")
     assert app_db.execute("SELECT code, priority FROM stocks ORDER BY code") == before
+
+
+def test_stock_with_an_empty_code_is_deprecated_and_restored_too(app_db: Db) -> None:
+    """Keyset batches start before the smallest code: '' is a code like any other."""
+    app_db.execute(
+        "INSERT INTO stocks (code, name, priority, is_active, created_at, updated_at)"
+        " VALUES ('', 'no code', 4, true, now(), now())"
+    )
+    with app_db.runner() as runner:
+        runner.upgrade()
+        assert app_db.value("SELECT priority FROM stocks WHERE code = ''") == 1
+        runner.downgrade("base")
+    assert app_db.value("SELECT priority FROM stocks WHERE code = ''") == 4

@@ -363,10 +363,8 @@ class DeploymentReport:
             where = f"; error: {self.record_error}"
         elif self.record_path is not None:
             where = f"; recorded in {self.record_path}"
-        elif self.config.getoption("--record"):
-            where = "; not recorded (--record=none)"
         else:
-            where = "; not recorded: no --env-name (or --record FILE)"
+            where = "; not recorded (--record=none)"
         write(
             f"US-001 verification {self.result}: {counts['passed']} passed, "
             f"{counts['failed']} failed, {counts['skipped']} skipped{where}"
@@ -494,15 +492,9 @@ HIDE_ENVIRONMENT = "#environment-header, #environment { display: none; }"
 
 
 def record_path(config: pytest.Config) -> Path | None:
-    """Where this run is recorded: --record FILE, or none (--record=none); by default
-    data/deployments.md when the run names its environment (--env-name), else nowhere:
-    a look at an unnamed database is not a deployment."""
-    given = config.getoption("--record")
-    if given:
-        return record.resolve(given)
-    if config.getoption("--env-name") != "unspecified":
-        return record.DEFAULT_PATH
-    return None
+    """Where this run is recorded: --record FILE, none (--record=none), or by default
+    data/deployments.md (AZAK_RECORD): every verification is part of the deployment's story."""
+    return record.resolve(config.getoption("--record"))
 
 
 def escape_tree(value: Any) -> Any:

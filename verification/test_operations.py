@@ -25,7 +25,7 @@ def test_application_answers_health_check(request: pytest.FixtureRequest) -> Non
     timeout = request.config.getoption("--app-timeout")
     status, took, reason = operations.health(url, timeout)
     assert status is not None and 200 <= status < 300, (
-        f"{url} should answer 2xx within {timeout:g}s; "
+        f"{operations.shown(url)} should answer 2xx within {timeout:g}s; "
         f"found {status or 'no answer'} ({reason}) after {took:.1f}s"
     )
 
