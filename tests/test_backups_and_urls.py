@@ -375,7 +375,7 @@ def test_schema_named_after_the_role_does_not_catch_the_new_tables(app_db: Db) -
     assert app_db.value("SELECT count(*) FROM pg_tables WHERE schemaname = 'postgres'") == 0
     assert app_db.value("SELECT to_regclass('public.product_info') IS NOT NULL")
     status = app_db.cli("status")
-    assert status.stdout.count(" applied ") == 3, status.stdout
+    assert "3 of 3 migrations applied" in status.stdout, status.stdout
     assert app_db.value("SELECT count(*) FROM stocks WHERE priority <> 1") == 0
     assert app_db.cli("downgrade", "--to", "base").returncode == 0
     assert app_db.snapshot().differences(before) == []

@@ -68,7 +68,8 @@ def test_record_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
     assert "cannot write the deployment record" in str(error.value) and "\n" not in str(error.value)
 
 
-def test_record_option_none_and_default() -> None:
+def test_record_option_none_and_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(record.PATH_ENV)
     assert record.resolve(None) == record.resolve("") == Path("data/deployments.md")
     assert record.resolve("none") is None
     assert record.resolve("x/y.md") == Path("x/y.md")
