@@ -7,12 +7,10 @@ import math
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sqlalchemy.engine import URL
-
 from migrations import backup as backups
 from migrations import plan, record
 from migrations.cli import fail_cleanly, open_runner
-from migrations.dburl import DeployError, UsageError, mask, resolve
+from migrations.dburl import URL, DeployError, UsageError, mask, resolve
 from migrations.runner import Runner, Settings
 from migrations.steps import load_all
 

@@ -34,11 +34,20 @@ import psycopg2
 import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
-from sqlalchemy.engine import URL
 
 from migrations import image, ledger
 from migrations.contract import teardown
-from migrations.dburl import DeployError, UsageError, connect, describe, libpq_command, mask, scalar, scrub
+from migrations.dburl import (
+    URL,
+    DeployError,
+    UsageError,
+    connect,
+    describe,
+    libpq_command,
+    mask,
+    scalar,
+    scrub,
+)
 from migrations.runner import LOCK_KEY, fault
 from migrations.steps import load_all
 

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg2
-from sqlalchemy.engine import URL
 
-from migrations.dburl import DeployError, UsageError, describe, resolve
+from migrations.dburl import URL, DeployError, UsageError, describe, resolve
 from migrations.runner import Runner, Settings
 
 EXIT_FAILURE = 1

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
-from sqlalchemy.engine import URL
 
 from migrations import appdb, image, record, snapshot
 from migrations.cli import fail_cleanly
-from migrations.dburl import DeployError, connect, dbname, mask, parse, run_outside_transaction
+from migrations.dburl import URL, DeployError, connect, dbname, mask, parse, run_outside_transaction
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parent.parent

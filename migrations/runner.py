@@ -20,11 +20,10 @@ import psycopg2
 import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
-from sqlalchemy.engine import URL
 
 from migrations import catalog, image, ledger, plan
 from migrations.contract import fold
-from migrations.dburl import DeployError, UsageError, connect, mask
+from migrations.dburl import URL, DeployError, UsageError, connect, mask
 from migrations.steps import Batches, Ddl, Migration, load_all
 
 T = TypeVar("T")

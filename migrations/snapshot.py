@@ -9,9 +9,8 @@ import subprocess
 from dataclasses import dataclass
 
 from psycopg2 import sql
-from sqlalchemy.engine import URL
 
-from migrations.dburl import DeployError, connect, libpq_command, mask
+from migrations.dburl import URL, DeployError, connect, libpq_command, mask
 
 # Lines of a pg_dump that differ between two dumps of the same schema.
 VOLATILE = ("\\restrict", "\\unrestrict", "-- Dumped ")

@@ -26,10 +26,9 @@ import pytest
 from pytest_postgresql import factories
 from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
-from sqlalchemy.engine import URL
 
 from migrations import appdb, image, record, snapshot
-from migrations.dburl import dbname, fetch
+from migrations.dburl import URL, dbname, fetch
 from migrations.rehearse import run_verification
 from migrations.runner import Runner, Settings
 

@@ -16,8 +16,8 @@ import secrets
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
-from sqlalchemy.exc import DBAPIError
 
 from migrations import catalog, image
 from migrations.dburl import DeployError, UsageError, describe, mask, resolve
@@ -183,8 +183,8 @@ def pytest_runtest_makereport(
 
 def failure_sentence(error: BaseException) -> str:
     """What a failed check says: its message, or the database's first line."""
-    if isinstance(error, DBAPIError):
-        return f"database error: {describe(error.orig)}"
+    if isinstance(error, psycopg2.Error):
+        return f"database error: {describe(error)}"
     if isinstance(error, AssertionError | pytest.fail.Exception):
         return str(error).split("\nassert ", 1)[0]
     return f"{type(error).__name__}: {error}"
@@ -248,8 +248,8 @@ def found(target: Target) -> catalog.Image:
     """The database's catalog, read once (verification changes nothing)."""
     conn = target.conn
     try:
-        conn.exec_driver_sql(catalog.PIN)
-        return catalog.from_rows(conn.exec_driver_sql(catalog.IMAGE_SQL).all())
+        with conn.cursor() as cur:
+            return catalog.read(cur)
     finally:
         conn.rollback()
 

@@ -6,40 +6,43 @@ busy production database ends in seconds, passing or failing, and never stalls i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg2
-from sqlalchemy import Connection, Engine, Executable, Inspector, create_engine, inspect, text
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
+from psycopg2 import sql as pgsql
+from psycopg2.extensions import connection as Connection
 
-from migrations.dburl import DeployError, describe, libpq_params, mask
+from migrations.dburl import URL, DeployError, describe, libpq_params, mask
 
 STATEMENT_TIMEOUT_MS = 5000
 LOCK_TIMEOUT_MS = 1000
 # Probe rows carry explicit ids from here down: never a real row, never a sequence value.
 PROBE_ID = -2_000_000_001
+# `:name` placeholders (not `::type` casts), as the checks write them.
+PLACEHOLDER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+Query = str | pgsql.Composable
 
 
-def engine(url: URL, read_only: bool, lock_timeout_ms: int, statement_timeout_ms: int) -> Engine:
-    """An engine whose every session has the timeouts (and, if asked, is read-only); its
-    connections come from the kit's one URL-to-libpq function, as the runner's do."""
-    gucs = {"statement_timeout": str(int(statement_timeout_ms)), "lock_timeout": str(int(lock_timeout_ms))}
-    if read_only:
-        gucs["default_transaction_read_only"] = "on"
-    params = {**libpq_params(url, **gucs), "application_name": "azak-verification"}
-    # The reader holds one connection for the run; the probes' writer reuses one (pool of 1).
-    pool = {"poolclass": NullPool} if read_only else {"pool_size": 1, "max_overflow": 2}
-    return create_engine(
-        URL.create("postgresql+psycopg2"), **pool, creator=lambda: psycopg2.connect(**params)
-    )
+def bind(text: str) -> str:
+    """A check's SQL with `:name` placeholders, in psycopg2's `%(name)s` style."""
+    return PLACEHOLDER.sub(r"%(\1)s", text.replace("%", "%%"))
+
+
+def run(conn: Connection, query: Query, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Execute on `conn` (placeholders bound); the rows, if the statement returns any."""
+    text = query.as_string(conn) if isinstance(query, pgsql.Composable) else query
+    with conn.cursor() as cur:
+        cur.execute(bind(text), params) if params else cur.execute(text)
+        return cur.fetchall() if cur.description else []
 
 
 class Target:
-    """The database under verification."""
+    """The database under verification: a read-only session, and a writer for the probes,
+    both from the kit's one URL-to-libpq function, as the runner's are."""
 
     def __init__(
         self,
@@ -48,16 +51,25 @@ class Target:
         statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
     ) -> None:
         self.url = url
-        self.reader = engine(url, True, lock_timeout_ms, statement_timeout_ms)
-        self.writer = engine(url, False, lock_timeout_ms, statement_timeout_ms)
+        self.timeouts = {
+            "statement_timeout": str(int(statement_timeout_ms)),
+            "lock_timeout": str(int(lock_timeout_ms)),
+        }
         self._conn: Connection | None = None
+        self._writer: Connection | None = None
+
+    def session(self, read_only: bool) -> Connection:
+        """A new session with the timeouts (and, if asked, read-only), or one clear line."""
+        gucs = {**self.timeouts, **({"default_transaction_read_only": "on"} if read_only else {})}
+        params = {**libpq_params(self.url, **gucs), "application_name": "azak-verification"}
+        try:
+            return psycopg2.connect(**params)
+        except psycopg2.Error as exc:
+            raise DeployError(f"cannot connect to {mask(self.url)}: {describe(exc, self.url)}") from None
 
     def connect(self) -> None:
-        """Open the read-only session, or raise DeployError with one clear line."""
-        try:
-            self._conn = self.reader.connect()
-        except DBAPIError as exc:
-            raise DeployError(f"cannot connect to {mask(self.url)}: {describe(exc.orig, self.url)}") from None
+        """Open the read-only session."""
+        self._conn = self.session(read_only=True)
 
     @property
     def conn(self) -> Connection:
@@ -69,38 +81,31 @@ class Target:
 
     def close(self) -> None:
         """Close everything; nothing was written."""
-        if self._conn is not None:
-            self._conn.rollback()
-            self._conn.close()
-        self.reader.dispose()
-        self.writer.dispose()
+        for conn in (self._conn, self._writer):
+            if conn is not None and not conn.closed:
+                conn.rollback()
+                conn.close()
 
-    def rows(self, sql: str | Executable, **params: Any) -> Sequence[Any]:
-        """Run a read-only query (SQL text or a SQLAlchemy statement); end its transaction."""
-        statement = text(sql) if isinstance(sql, str) else sql
+    def rows(self, query: Query, **params: Any) -> Sequence[Any]:
+        """Run a read-only query (`:name` placeholders); end its transaction."""
         try:
-            return self.conn.execute(statement, params).all()
+            return run(self.conn, query, params)
         finally:
             self.conn.rollback()
 
-    def value(self, sql: str, **params: Any) -> Any:
+    def value(self, query: Query, **params: Any) -> Any:
         """The single value of a read-only query."""
-        return self.rows(sql, **params)[0][0]
-
-    def inspector(self) -> Inspector:
-        """SQLAlchemy's schema reflection over the read-only session (cache cleared)."""
-        return inspect(self.conn)
+        return self.rows(query, **params)[0][0]
 
     @contextmanager
     def probe(self) -> Iterator[Probe]:
         """A writable transaction that is always rolled back, whatever happens inside."""
-        conn = self.writer.connect()
-        tx = conn.begin()
+        if self._writer is None or self._writer.closed:
+            self._writer = self.session(read_only=False)
         try:
-            yield Probe(conn)
+            yield Probe(self._writer)
         finally:
-            tx.rollback()
-            conn.close()
+            self._writer.rollback()
 
 
 class Probe:
@@ -110,21 +115,23 @@ class Probe:
         self.conn = conn
         self.next_id = PROBE_ID
 
-    def execute(self, sql: str, **params: Any) -> Sequence[Any]:
+    def execute(self, query: str, **params: Any) -> Sequence[Any]:
         """Run a statement; rows if it returns any."""
-        result = self.conn.execute(text(sql), params)
-        return result.all() if result.returns_rows else []
+        return run(self.conn, query, params)
 
-    def error_of(self, sql: str, **params: Any) -> DBAPIError | None:
-        """Run a statement in a savepoint; the database error it raised, or None if it passed."""
-        savepoint = self.conn.begin_nested()
+    def outcome(self, query: str, **params: Any) -> tuple[Sequence[Any], psycopg2.Error | None]:
+        """Run a statement in a savepoint that is rolled back: (rows, None) or ([], its error)."""
+        run(self.conn, "SAVEPOINT probe", {})
         try:
-            self.conn.execute(text(sql), params)
-        except DBAPIError as exc:
-            savepoint.rollback()
-            return exc
-        savepoint.rollback()
-        return None
+            return run(self.conn, query, params), None
+        except psycopg2.Error as exc:
+            return [], exc
+        finally:
+            run(self.conn, "ROLLBACK TO SAVEPOINT probe", {})
+
+    def error_of(self, query: str, **params: Any) -> psycopg2.Error | None:
+        """The database error a statement raises (in a rolled-back savepoint), or None."""
+        return self.outcome(query, **params)[1]
 
     def new_id(self) -> int:
         """A fresh explicit id for a probe row."""
@@ -169,12 +176,11 @@ class Probe:
         return row_id
 
 
-def constraint_of(error: DBAPIError | None) -> str | None:
+def constraint_of(error: psycopg2.Error | None) -> str | None:
     """The constraint a database error names (psycopg2 diagnostics)."""
-    diag = getattr(getattr(error, "orig", None), "diag", None)
-    return getattr(diag, "constraint_name", None)
+    return error.diag.constraint_name if error is not None else None
 
 
-def sqlstate(error: DBAPIError | None) -> str | None:
+def sqlstate(error: psycopg2.Error | None) -> str | None:
     """The SQLSTATE of a database error."""
-    return getattr(getattr(error, "orig", None), "pgcode", None)
+    return error.pgcode if error is not None else None

@@ -20,13 +20,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 from pytest_metadata.plugin import metadata_key
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
 
 from migrations import record
-from migrations.dburl import DeployError, describe, mask
+from migrations.dburl import URL, DeployError, describe, mask
 from migrations.steps import load_all
 from verification.db import Target
 from verification.state import target_name
@@ -541,8 +540,8 @@ def read_ledger(target: Target) -> tuple[str, list[str]]:
         return "no ledger table", []
     try:
         rows = target.rows("SELECT name, state FROM public.schema_migrations ORDER BY name")
-    except DBAPIError as exc:
-        return f"unreadable ({describe(exc.orig)})", []
+    except psycopg2.Error as exc:
+        return f"unreadable ({describe(exc)})", []
     order = [m.name for m in load_all()]
     names = sorted((name for name, _ in rows), key=lambda n: order.index(n) if n in order else -1)
     return ", ".join(f"{name} ({state})" for name, state in rows) or "empty", names

@@ -6,8 +6,8 @@ A probe runs only where the verified state has what it tries (`needs`: the const
 trigger; others are deselected) and only for a role that may write (else skipped, saying why).
 """
 
+import psycopg2
 import pytest
-from sqlalchemy.exc import DBAPIError
 
 from migrations.catalog import Key
 from migrations.dburl import describe
@@ -134,7 +134,7 @@ BAD_CLASSES = ("2", "Q", " ")
 PRIORITIES_SENT = (5, 3, 0, -1, None)  # the application's 5, any other, and out of range
 
 
-def ratio_error(probe: Probe, code: str, yymm: str, cls: str) -> DBAPIError | None:
+def ratio_error(probe: Probe, code: str, yymm: str, cls: str) -> psycopg2.Error | None:
     return probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=code, yymm=yymm, cls=cls)
 
 
@@ -180,12 +180,8 @@ def priorities_after(probe: Probe, write: str, code: str) -> dict[int | None, ob
     """What each priority sent by `write` became (or the error it met), each in a savepoint."""
     got: dict[int | None, object] = {}
     for sent in PRIORITIES_SENT:
-        savepoint = probe.conn.begin_nested()
-        try:
-            got[sent] = probe.execute(write, id=probe.new_id(), code=code, p=sent)[0][0]
-        except DBAPIError as exc:
-            got[sent] = f"error: {describe(exc.orig)}"
-        savepoint.rollback()
+        rows, error = probe.outcome(write, id=probe.new_id(), code=code, p=sent)
+        got[sent] = f"error: {describe(error)}" if error else rows[0][0]
     return got
 
 

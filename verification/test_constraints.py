@@ -7,10 +7,8 @@ UNIQUE constraint's columns.
 
 import re
 from collections.abc import Callable
-from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import Select
+from psycopg2 import sql
 
 from migrations import catalog
 from verification.db import Target
@@ -20,16 +18,12 @@ CHECKLIST = "UNIQUE"
 UNIQUE = re.compile(r"^UNIQUE \(([\w, ]+)\)$")
 
 
-def duplicates(table: str, columns: list[str]) -> Select:
+def duplicates(table: str, columns: list[str]) -> sql.Composed:
     """The runbook's troubleshooting query: duplicate groups (at most 10)."""
-    keys: list[sa.ColumnClause[Any]] = [sa.column(c) for c in columns]
-    return (
-        sa.select(*keys, sa.func.count())
-        .select_from(sa.table(table, *keys, schema="public"))
-        .group_by(*keys)
-        .having(sa.func.count() > 1)
-        .limit(10)
-    )
+    keys = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    return sql.SQL(
+        "SELECT {keys}, count(*) FROM {table} GROUP BY {keys} HAVING count(*) > 1 LIMIT 10"
+    ).format(keys=keys, table=sql.Identifier("public", table))
 
 
 def troubleshooting(state: State, found: catalog.Image, target: Target) -> list[str]:

@@ -7,8 +7,7 @@ A failure also runs the runbook's troubleshooting query: codes missing from the 
 import re
 from collections.abc import Callable
 
-import sqlalchemy as sa
-from sqlalchemy import Select
+from psycopg2 import sql
 
 from migrations import catalog
 from verification.db import Target
@@ -18,17 +17,17 @@ CHECKLIST = "foreign keys"
 SINGLE_COLUMN_FK = re.compile(r"^FOREIGN KEY \((\w+)\) REFERENCES public\.(\w+)\((\w+)\)")
 
 
-def orphans(table: str, column: str, parent: str, parent_column: str) -> Select:
+def orphans(table: str, column: str, parent: str, parent_column: str) -> sql.Composed:
     """The runbook's troubleshooting query: values missing from the parent table (at most 10)."""
-    child = sa.table(table, sa.column(column), schema="public")
-    ref = sa.table(parent, sa.column(parent_column), schema="public")
-    missing = ~sa.exists().where(ref.c[parent_column] == child.c[column])
-    return (
-        sa.select(child.c[column], sa.func.count())
-        .where(missing, child.c[column].is_not(None))
-        .group_by(child.c[column])
-        .order_by(child.c[column])
-        .limit(10)
+    return sql.SQL(
+        "SELECT c.{col}, count(*) FROM {child} c WHERE c.{col} IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.{ref} = c.{col})"
+        " GROUP BY c.{col} ORDER BY c.{col} LIMIT 10"
+    ).format(
+        col=sql.Identifier(column),
+        child=sql.Identifier("public", table),
+        parent=sql.Identifier("public", parent),
+        ref=sql.Identifier(parent_column),
     )
 
 
