@@ -4,13 +4,14 @@ proof of the SQL, never the other way round)."""
 
 import pytest
 
-from migrations import ORDER, catalog, ledger
+from migrations import catalog, ledger
 from migrations.contract import fold
 from migrations.dburl import connect
 from migrations.steps import load_all
 from tests.conftest import Db
 
 CHAIN = load_all()
+NAMES = [m.name for m in CHAIN]
 
 
 def image_of(db: Db) -> catalog.Image:
@@ -42,13 +43,13 @@ def test_up_down_consistency(app_db: Db) -> None:
     assert app_db.snapshot().differences(before) == []
 
 
-@pytest.mark.parametrize("last", ORDER)
+@pytest.mark.parametrize("last", NAMES)
 def test_every_prefix_round_trips(app_db: Db, last: str) -> None:
     before = app_db.snapshot()
     with app_db.runner() as runner:
         runner.upgrade(to=last)
         assert [n for n, state in runner.status() if state.startswith("applied")] == list(
-            ORDER[: ORDER.index(last) + 1]
+            NAMES[: NAMES.index(last) + 1]
         )
         runner.downgrade("base")
     assert app_db.snapshot().differences(before) == []
@@ -57,12 +58,12 @@ def test_every_prefix_round_trips(app_db: Db, last: str) -> None:
 def test_step_by_step_rollback_restores_each_state(app_db: Db) -> None:
     states = [app_db.snapshot()]
     with app_db.runner() as runner:
-        for name in ORDER:
+        for name in NAMES:
             runner.upgrade(to=name)
             states.append(app_db.snapshot())
-        for index in range(len(ORDER) - 1, -1, -1):
-            runner.downgrade(ORDER[index - 1] if index else "base")
-            assert app_db.snapshot().differences(states[index]) == [], f"after rolling back {ORDER[index]}"
+        for index in range(len(NAMES) - 1, -1, -1):
+            runner.downgrade(NAMES[index - 1] if index else "base")
+            assert app_db.snapshot().differences(states[index]) == [], f"after rolling back {NAMES[index]}"
 
 
 def test_upgrade_after_rollback_works(app_db: Db) -> None:

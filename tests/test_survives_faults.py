@@ -19,24 +19,28 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from migrations.steps import Ddl, load_all
 from tests.conftest import ROOT, Db
 from tests.lock_witness import VERIFICATION_LOCKS, locks_seen
 
 BATCH = ("--batch-size", "64")  # 300 stocks: five priority batches
-UP_KILLS = [
-    "before:add_financial_ratios_table:up:0",  # between two steps
-    "inside:add_financial_ratios_table:up:0",  # inside a schema step, before its commit
-    "inside:deprecate_priority_column:up:0",  # inside the priority step's DDL
-    "after-batch:2",  # between priority batches
-    "inside-batch:3",  # inside a priority batch
-]
-DOWN_KILLS = [
-    "inside:deprecate_priority_column:down:0",
-    "after-batch:1",
-    "inside-batch:2",
-    "inside:deprecate_priority_column:down:2",
-    "before:add_product_info_table:down:0",
-]
+
+
+def fault_points(direction: str) -> list[str]:
+    """Every hook point of every migration of the chain, in the order a run meets them:
+    before each phase, inside each schema phase (before its commit), inside and after the
+    second batch of a data phase. A new migration is attacked by being in the chain."""
+    chain = load_all() if direction == "up" else load_all()[::-1]
+    points = []
+    for m in chain:
+        for index, phase in enumerate(m.upgrade if direction == "up" else m.downgrade):
+            where = f"{m.name}:{direction}:{index}"
+            points.append(f"before:{where}")
+            points += [f"inside:{where}"] if isinstance(phase, Ddl) else ["inside-batch:2", "after-batch:2"]
+    return points
+
+
+UP_KILLS, DOWN_KILLS = fault_points("up"), fault_points("down")
 
 
 def ledger(db: Db) -> dict[str, str]:
@@ -51,22 +55,26 @@ def tables(db: Db) -> set[str]:
 
 
 def assert_ledger_matches_schema(db: Db) -> None:
-    """Each atomic step is in the ledger exactly when its table exists."""
+    """A migration without data phases is in the ledger exactly when its tables exist; one
+    with data phases that the ledger does not know has left none of its tables."""
     entries, present = ledger(db), tables(db)
-    for name, table in (
-        ("add_product_info_table", "product_info"),
-        ("add_financial_ratios_table", "financial_ratios"),
-    ):
-        assert (name in entries) == (table in present), f"{name}: ledger {entries}, tables {present}"
-    if "deprecate_priority_column" not in entries:
-        assert "stocks_priority_backup" not in present
+    for m in load_all():
+        made = {t for t in m.contract.created_tables() if t in present}
+        if not m.has_data_phases:
+            assert (m.name in entries) == (made == set(m.contract.created_tables())), (
+                m.name,
+                entries,
+                present,
+            )
+        if m.name not in entries:
+            assert not made, f"{m.name}: not in the ledger {entries}, but {made} exist"
 
 
 @pytest.mark.parametrize("point", UP_KILLS)
 def test_upgrade_killed_anywhere_resumes_and_rolls_back_losslessly(app_db: Db, point: str) -> None:
     before = app_db.snapshot()
     killed = app_db.cli("upgrade", *BATCH, env={"AZAK_FAULT_AT": point})
-    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert killed.returncode == -signal.SIGKILL, f"never reached {point}: " + killed.stdout + killed.stderr
     assert_ledger_matches_schema(app_db)
     with app_db.runner() as runner:
         runner.upgrade()  # resumes
@@ -79,7 +87,7 @@ def test_upgrade_killed_anywhere_resumes_and_rolls_back_losslessly(app_db: Db, p
 def test_downgrade_killed_anywhere_finishes_losslessly(deployed_db: Db, app_db: Db, point: str) -> None:
     original = app_db.snapshot()  # the same rows before US-001
     killed = deployed_db.cli("downgrade", "--to", "base", *BATCH, env={"AZAK_FAULT_AT": point})
-    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert killed.returncode == -signal.SIGKILL, f"never reached {point}: " + killed.stdout + killed.stderr
     assert_ledger_matches_schema(deployed_db)
     with deployed_db.runner() as runner:
         runner.downgrade("base")  # finishes
