@@ -11,15 +11,19 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
 from bench.dbs import Server
 from bench.writer import Writer
+from migrations import image, record
 from migrations.dburl import parse
 from migrations.rehearse import ROOT, run_verification
 
 PLAIN_UPDATE = "UPDATE stocks SET priority = 1 WHERE priority <> 1"
+# The whole verification process on 3,000 stocks before it compared the whole catalog (issue 13).
+EARLIER_VERIFY_S = 1.45
 
 
 @dataclass
@@ -89,6 +93,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1000,5000,20000", help="batch sizes to compare")
     parser.add_argument("--skip-test-suite", action="store_true", help="do not time `make test`")
     args = parser.parse_args()
+    scratch = tempfile.mkdtemp(prefix="azak_bench_")  # before-images and the record: not data/
+    os.environ[image.DIR_ENV], os.environ[record.PATH_ENV] = f"{scratch}/images", f"{scratch}/record.md"
     server = Server(args.server_url)
     rows: list[Row] = []
     sizes = [int(s) for s in args.batch_sizes.split(",")]
@@ -172,7 +178,12 @@ def main() -> None:
         server.add_ratios(large_db, per_stock=3)
         t_small, t_large = verify_seconds(small), verify_seconds(large_db)
         rows.append(
-            Row("verification, 3,000 stocks: whole process", f"{t_small:.2f} s", "< 1.5 s", t_small < 1.5)
+            Row(
+                "verification, 3,000 stocks: whole process",
+                f"{t_small:.2f} s (was {EARLIER_VERIFY_S} s)",
+                "<= 0.5 s",
+                t_small <= 0.5,
+            )
         )
         rows.append(
             Row(

@@ -16,7 +16,6 @@ UPDATE = "UPDATE stocks SET updated_at = now() WHERE code = %s"
 class Waits:
     """The writer's statement latencies (seconds)."""
 
-    count: int
     max: float
     p99: float
 
@@ -56,4 +55,4 @@ class Writer:
 
     def stats(self) -> Waits:
         ordered = sorted(self.waits) or [0.0]
-        return Waits(len(ordered), ordered[-1], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))])
+        return Waits(ordered[-1], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))])
