@@ -1,6 +1,6 @@
 """The post-deploy checklist's plumbing: options, the target database, probes, the report.
 
-pytest verification --db-url=postgresql://user@host/db [--expect=rolled-back]
+pytest verification --db-url=postgresql://user@host/db [--to head|base|NAME]
     [--env-name=production --executor=NAME --html=reports/x.html --self-contained-html
      --record=reports/deployments.md --app-url=URL --app-log=F --since=T --backup-dir=D]
 
