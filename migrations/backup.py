@@ -327,10 +327,9 @@ def keep_before_image(url: URL) -> Path | None:
         with conn, conn.cursor() as cur:
             if ledger.read(cur):
                 return None
-            taken = image.take(cur, [rw for m in load_all() for rw in m.contract.rewrites])
+            return image.keep(cur, [rw for m in load_all() for rw in m.contract.rewrites]).path
     finally:
         conn.close()
-    return image.save(taken)
 
 
 def backup(url: URL, directory: Path = DEFAULT_DIR, now: datetime | None = None) -> Path:

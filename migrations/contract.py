@@ -28,6 +28,7 @@ class Rewrite:
     table: str
     key: str
     column: str
+    writes: str  # the value the migration writes (as text): rows already holding it are not changed
 
     def __str__(self) -> str:
         return f"{self.table}.{self.column}"

@@ -1,9 +1,15 @@
 """The before-image: the whole catalog as it was before a deployment, and the values the
 migrations will rewrite (what a rollback must give back), kept as a private file.
 
-`upgrade` takes one when it starts from base, and `backup` beside every dump. Verification
-reads the newest one of the database (or the file named by `--before`): expected state =
-this image + what each applied migration's contract declares.
+`upgrade` takes one when it starts from base, and `backup` beside its dump when the database
+is at base. Verification reads the newest one of the database (or the file named by
+`--before`): expected state = this image + what each applied migration's contract declares.
+
+The file is gzip'd JSON lines: a header (database, time, catalog, and per rewritten column a
+digest: the count and hash sum of the rows the migration will change), then one line per
+row of each rewritten column. The header is all a passing verification reads, so it stays
+flat on a million stocks; the rows are read only to name what differs. Both are written and
+read as streams: memory stays flat too.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ import gzip
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from psycopg2 import sql
 
@@ -25,18 +32,47 @@ from migrations.dburl import DeployError, UsageError
 
 DIR_ENV = "AZAK_IMAGES_DIR"
 DEFAULT_DIR = Path("data/images")
-PATTERN = "azak_image_*.json.gz"
+STAMP = "%Y%m%d_%H%M%S_%f"
+
+
+def digest_sql(table: str, key: str, column: str, where: sql.Composable) -> sql.Composed:
+    """count and hash sum of (key, column) over the rows `where` selects: equal sets, equal digests."""
+    return sql.SQL(
+        "SELECT count(*), coalesce(sum(hashtextextended({k}::text || ':' || {c}::text, 0)), 0)::text"
+        " FROM {t} WHERE {w}"
+    ).format(k=sql.Identifier(key), c=sql.Identifier(column), t=sql.Identifier("public", table), w=where)
+
+
+def changed_rows(rw: Rewrite) -> sql.Composed:
+    """The rows `rw` changes: its column is not yet the value the migration writes."""
+    return sql.SQL("{}::text IS DISTINCT FROM {}").format(sql.Identifier(rw.column), sql.Literal(rw.writes))
 
 
 @dataclass
 class BeforeImage:
-    """A database as it was: catalog facts, rewritten values, when and where it was taken."""
+    """A database as it was: catalog facts, digests of the rewritten values, when and where."""
 
     database: str
     taken_at: str
     catalog: catalog.Image
-    values: dict[str, dict[str, Any]] = field(default_factory=dict)  # str(rewrite) → key → value
+    digests: dict[str, list[Any]] = field(default_factory=dict)  # str(rewrite) → [count, hash sum]
     path: Path | None = None
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "taken_at": self.taken_at,
+            "catalog": [[*key, value] for key, value in self.catalog.items()],
+            "digests": self.digests,
+        }
+
+    def values(self, rewrite: str) -> dict[str, Any]:
+        """Every row's value of a rewritten column before the deploy (read from the file)."""
+        if self.path is None:
+            return {}
+        with gzip.open(self.path, "rt", encoding="utf-8") as source:
+            next(source)
+            return {key: value for name, key, value in map(json.loads, source) if name == rewrite}
 
 
 def directory() -> Path:
@@ -44,68 +80,93 @@ def directory() -> Path:
     return Path(os.environ.get(DIR_ENV) or DEFAULT_DIR)
 
 
-def take(cur: Any, rewrites: list[Rewrite]) -> BeforeImage:
-    """Read the image in the caller's transaction."""
+def keep(cur: Any, rewrites: list[Rewrite], where: Path | None = None) -> BeforeImage:
+    """Take the image in the caller's transaction and write it as a private file."""
     cur.execute("SELECT current_database(), to_char(now(), 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF')")
     database, taken_at = cur.fetchone()
     facts = catalog.read(cur)
-    values: dict[str, dict[str, Any]] = {}
-    for rw in rewrites:
-        if catalog.Key("column", rw.table, rw.column) not in facts:
-            continue
-        cur.execute(
-            sql.SQL("SELECT {}::text, {} FROM {}").format(
-                sql.Identifier(rw.key), sql.Identifier(rw.column), sql.Identifier("public", rw.table)
-            )
-        )
-        values[str(rw)] = dict(cur.fetchall())
-    return BeforeImage(database, taken_at, facts, values)
+    present = [rw for rw in rewrites if catalog.Key("column", rw.table, rw.column) in facts]
+    digests = {}
+    for rw in present:
+        cur.execute(digest_sql(rw.table, rw.key, rw.column, changed_rows(rw)))
+        digests[str(rw)] = list(cur.fetchone())
+    image = BeforeImage(database, taken_at, facts, digests)
+
+    def rows(out: IO[str]) -> None:
+        for rw in present:
+            with cur.connection.cursor(name="azak_before_image") as named:  # streamed, not fetched
+                named.itersize = 10_000
+                named.execute(
+                    sql.SQL("SELECT {}::text, {} FROM {}").format(
+                        sql.Identifier(rw.key), sql.Identifier(rw.column), sql.Identifier("public", rw.table)
+                    )
+                )
+                for key, value in named:
+                    out.write(json.dumps([str(rw), key, value], ensure_ascii=False) + "\n")
+
+    write(image, rows, where)
+    return image
 
 
-def save(image: BeforeImage, where: Path | None = None) -> Path:
-    """Write the image as a private file (directory 0700, file 0600); its path."""
+def copy_as(image: BeforeImage, database: str, where: Path | None = None) -> BeforeImage:
+    """The same image, kept for another database (a clone of the one it was taken of)."""
+    source_path = image.path
+    assert source_path is not None
+    twin = BeforeImage(database, image.taken_at, image.catalog, image.digests)
+
+    def rows(out: IO[str]) -> None:
+        with gzip.open(source_path, "rt", encoding="utf-8") as source:
+            next(source)
+            for line in source:
+                out.write(line)
+
+    write(twin, rows, where)
+    return twin
+
+
+def write(image: BeforeImage, rows: Any, where: Path | None) -> None:
+    """Header, then rows, under a temporary name renamed when complete; 0600 in a 0700 folder."""
     folder = where or directory()
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        stamp = datetime.now().strftime("%Y%m%d_%H%M%S_%f")
-        body = {
-            "database": image.database,
-            "taken_at": image.taken_at,
-            "catalog": [[*key, value] for key, value in image.catalog.items()],
-            "values": image.values,
-        }
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".image-", suffix=".partial")
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as out:
-            out.write(json.dumps(body, ensure_ascii=False).encode())
-        path = folder / f"azak_image_{image.database}_{stamp}.json.gz"
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as out:
+                out.write(json.dumps(image.header(), ensure_ascii=False) + "\n")
+                rows(out)
+            path = folder / f"azak_image_{image.database}_{datetime.now().strftime(STAMP)}.json.gz"
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     except OSError as exc:
         raise DeployError(f"cannot write the before-image into {folder}: {exc.strerror or exc}") from None
     image.path = path
-    return path
 
 
 def load(path: Path) -> BeforeImage:
-    """Read an image file, or UsageError with one line."""
+    """Read an image file's header, or UsageError with one line."""
     try:
-        with gzip.open(path, "rb") as source:
-            body = json.loads(source.read())
-        facts = {catalog.Key(kind, table, name): value for kind, table, name, value in body["catalog"]}
-        return BeforeImage(body["database"], body["taken_at"], facts, body.get("values", {}), path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        with gzip.open(path, "rt", encoding="utf-8") as source:
+            head = json.loads(next(source))
+        facts = {catalog.Key(kind, table, name): value for kind, table, name, value in head["catalog"]}
+        return BeforeImage(head["database"], head["taken_at"], facts, head.get("digests", {}), path)
+    except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
         raise UsageError(f"{path} is not a before-image file ({exc})") from None
+
+
+def candidates(database: str, folder: Path) -> Iterator[Path]:
+    """This database's image files, newest first (not another database's with a longer name)."""
+    prefix = f"azak_image_{database}_"
+    found = []
+    for path in folder.glob(f"{prefix}*.json.gz") if folder.is_dir() else ():
+        stamp = path.name.removeprefix(prefix).removesuffix(".json.gz")
+        if len(stamp) == len(datetime.now().strftime(STAMP)):
+            found.append(path)
+    return iter(sorted(found, reverse=True))
 
 
 def newest(database: str, where: Path | None = None) -> BeforeImage | None:
     """The newest image of `database` in the folder (images are taken only at base)."""
-    folder = where or directory()
-    found = []
-    for path in folder.glob(f"azak_image_{database}_*.json.gz") if folder.is_dir() else ():
-        stamp = path.name.removeprefix(f"azak_image_{database}_").removesuffix(".json.gz")
-        if len(stamp) == len("YYYYmmdd_HHMMSS_ffffff"):  # not another database's longer name
-            found.append(path)
-    for path in sorted(found, reverse=True):
-        image = load(path)
-        if image.database == database:
-            return image
+    for path in candidates(database, where or directory()):
+        return load(path)
     return None

@@ -392,8 +392,8 @@ class Runner:
     def keep_before_image(self) -> None:
         """Save the database as it is before the first migration: verification's yardstick."""
         rewrites = [rw for m in self.migrations for rw in m.contract.rewrites]
-        taken = self.transaction(lambda cur: image.take(cur, rewrites), "read the before-image")
-        self.say(f"  before-image kept in {image.save(taken)}")
+        kept = self.transaction(lambda cur: image.keep(cur, rewrites), "keep the before-image")
+        self.say(f"  before-image kept in {kept.path}")
 
     def adopt(self, migration: Migration) -> None:
         """Record a migration whose tables someone created by hand and that match exactly."""

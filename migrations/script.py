@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
 from migrations.cli import fail_cleanly, open_runner
 
@@ -21,20 +20,6 @@ def run_step(module: str, direction: str, db_url: str | None = None) -> None:
     name = module.rpartition(".")[2]
     with fail_cleanly(), open_runner(db_url) as runner:
         runner.apply_one(name, direction)
-
-
-def entry_points(module: str) -> tuple[Callable[..., None], Callable[..., None]]:
-    """`upgrade(db_url=None)` and `downgrade(db_url=None)` for a migration module."""
-
-    def upgrade(db_url: str | None = None) -> None:
-        """Apply this migration (its predecessors must be applied)."""
-        run_step(module, "up", db_url)
-
-    def downgrade(db_url: str | None = None) -> None:
-        """Roll this migration back (its successors must be rolled back)."""
-        run_step(module, "down", db_url)
-
-    return upgrade, downgrade
 
 
 def main() -> None:

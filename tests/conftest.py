@@ -190,8 +190,7 @@ def clone_deployed(template: NoopExecutor) -> Iterator[Db]:
     for db in clone(template):
         before = image.newest(template.template_dbname)
         assert before is not None, "the deployed template has no before-image"
-        before.database = dbname(db.url)
-        image.save(before)
+        image.copy_as(before, dbname(db.url))
         yield db
 
 

@@ -577,7 +577,8 @@ def test_before_image_without_a_catalog_fails(deployed_db: Db, tmp_path) -> None
     from migrations import image
 
     empty = image.BeforeImage(database="x", taken_at="", catalog={})
-    path = image.save(empty, tmp_path)
+    image.write(empty, lambda out: None, tmp_path)
+    path = empty.path
     result = deployed_db.verify(f"--before={path}")
     assert IMAGE in result.failed, result.output[-3000:]
     assert "holds no catalog" in result.output

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import getpass
 import secrets
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import psycopg2
@@ -24,7 +24,7 @@ from migrations.dburl import DeployError, UsageError, describe, mask, resolve
 from migrations.steps import load_all
 from verification.db import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, Probe, Target
 from verification.report import DeploymentReport
-from verification.state import ALIASES, State, check, target_name
+from verification.state import ALIASES, Judge, State, check, target_name
 
 TARGETS = pytest.StashKey[dict[str, Target]]()  # by masked URL, in the order given
 ALLOWED = pytest.StashKey[list[str]]()  # differences allowed by --allow, as found
@@ -276,12 +276,12 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
 
 
 @pytest.fixture
-def judge(request: pytest.FixtureRequest, state: State, found: catalog.Image) -> Callable[[str], None]:
+def judge(request: pytest.FixtureRequest, state: State, found: catalog.Image) -> Judge:
     """`judge(group)`: the group's facts are as expected, or the check fails listing every
     difference; allowed ones are kept for the terminal and the report."""
     notes: list[str] = request.config.stash.setdefault(ALLOWED, [])
     allowed = list(request.config.getoption("--allow"))
-    return lambda group: check(state, found, group, allowed, notes)
+    return lambda group, troubleshoot=None: check(state, found, group, allowed, notes, troubleshoot)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -9,7 +9,8 @@ an extra plain index on a table the migrations did not create (tuning).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -20,6 +21,8 @@ from migrations.contract import Contract, Expected, fold
 from migrations.image import BeforeImage
 from migrations.steps import Migration
 
+# `judge(group, troubleshoot=None)`, the checks' fixture (verification/conftest.py).
+Judge = Callable[..., None]
 ALIASES = {"upgraded": "head", "rolled-back": "base"}  # --expect, the first kit's words
 
 
@@ -86,6 +89,11 @@ class State:
         present = {k.table for k, v in self.expected.items() if k.kind == "table" and v is not None}
         self.judged_tables = present if self.before else present & self.created_tables
 
+    def matching(self, pattern: re.Pattern[str]) -> list[tuple[Key, re.Match[str]]]:
+        """The expected constraints whose definition `pattern` matches, with the match."""
+        found = [(k, pattern.match(v or "")) for k, v in self.expected.items() if k.kind == "constraint"]
+        return sorted(((k, m) for k, m in found if m), key=lambda km: catalog.sort_key(km[0]))
+
     def is_applied(self, name: str) -> bool:
         return any(m.name == name for m in self.applied)
 
@@ -139,9 +147,17 @@ class Judgement:
         return Judgement(keep, allowed)
 
 
-def check(state: State, found: catalog.Image, group: str, allowed: list[str], notes: list[str]) -> None:
-    """The checklist group's facts are as expected, or fail listing every difference."""
+def check(
+    state: State,
+    found: catalog.Image,
+    group: str,
+    allowed: list[str],
+    notes: list[str],
+    troubleshoot: Callable[[], list[str]] | None = None,
+) -> None:
+    """The checklist group's facts are as expected, or fail listing every difference (and
+    what `troubleshoot` finds then: the runbook's troubleshooting queries)."""
     judgement = state.judge(found, GROUPS[group], only=group).allow(allowed)
     notes += [f"allowed: {line}" for line in judgement.allowed]
     if judgement.lines:
-        raise AssertionError("\n".join(judgement.lines))
+        raise AssertionError("\n".join(judgement.lines + (troubleshoot() if troubleshoot else [])))

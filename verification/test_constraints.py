@@ -6,13 +6,12 @@ UNIQUE constraint's columns.
 """
 
 import re
-from collections.abc import Callable
 
 from psycopg2 import sql
 
 from migrations import catalog
 from verification.db import Target
-from verification.state import State
+from verification.state import Judge, State
 
 CHECKLIST = "UNIQUE"
 UNIQUE = re.compile(r"^UNIQUE \(([\w, ]+)\)$")
@@ -29,10 +28,9 @@ def duplicates(table: str, columns: list[str]) -> sql.Composed:
 def troubleshooting(state: State, found: catalog.Image, target: Target) -> list[str]:
     """For each expected UNIQUE constraint of an existing table: its duplicate groups."""
     lines = []
-    for key, definition in sorted(state.expected.items(), key=lambda kv: catalog.sort_key(kv[0])):
-        unique = UNIQUE.match(definition or "") if key.kind == "constraint" else None
-        columns = unique[1].split(", ") if unique else []
-        if columns and all(catalog.Key("column", key.table, c) in found for c in columns):
+    for key, unique in state.matching(UNIQUE):
+        columns = unique[1].split(", ")
+        if all(catalog.Key("column", key.table, c) in found for c in columns):
             rows = target.rows(duplicates(key.table, columns))
             shown = "; ".join(str(tuple(r)) for r in rows) or "none"
             lines.append(f"duplicate groups of {key.table} ({', '.join(columns)}): {shown}")
@@ -40,9 +38,6 @@ def troubleshooting(state: State, found: catalog.Image, target: Target) -> list[
 
 
 def test_unique_keys_and_checks_are_as_expected(
-    judge: Callable[[str], None], state: State, found: catalog.Image, target: Target
+    judge: Judge, state: State, found: catalog.Image, target: Target
 ) -> None:
-    try:
-        judge("unique")
-    except AssertionError as failure:
-        raise AssertionError("\n".join([str(failure), *troubleshooting(state, found, target)])) from None
+    judge("unique", lambda: troubleshooting(state, found, target))

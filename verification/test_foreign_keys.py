@@ -5,13 +5,12 @@ A failure also runs the runbook's troubleshooting query: codes missing from the 
 """
 
 import re
-from collections.abc import Callable
 
 from psycopg2 import sql
 
 from migrations import catalog
 from verification.db import Target
-from verification.state import State, is_foreign_key
+from verification.state import Judge, State
 
 CHECKLIST = "foreign keys"
 SINGLE_COLUMN_FK = re.compile(r"^FOREIGN KEY \((\w+)\) REFERENCES public\.(\w+)\((\w+)\)")
@@ -34,9 +33,8 @@ def orphans(table: str, column: str, parent: str, parent_column: str) -> sql.Com
 def troubleshooting(state: State, found: catalog.Image, target: Target) -> list[str]:
     """For each expected single-column foreign key of an existing table: the orphans found."""
     lines = []
-    for key, definition in sorted(state.expected.items(), key=lambda kv: catalog.sort_key(kv[0])):
-        fk = SINGLE_COLUMN_FK.match(definition or "") if is_foreign_key(definition) else None
-        if fk and catalog.Key("column", key.table, fk[1]) in found and catalog.Key("table", fk[2]) in found:
+    for key, fk in state.matching(SINGLE_COLUMN_FK):
+        if catalog.Key("column", key.table, fk[1]) in found and catalog.Key("table", fk[2]) in found:
             rows = target.rows(orphans(key.table, *fk.groups()))
             shown = ", ".join(f"{value!r} ({n} rows)" for value, n in rows) or "none"
             lines.append(f"{fk[1]} values in {key.table} missing from {fk[2]}: {shown}")
@@ -44,9 +42,6 @@ def troubleshooting(state: State, found: catalog.Image, target: Target) -> list[
 
 
 def test_foreign_keys_are_as_expected(
-    judge: Callable[[str], None], state: State, found: catalog.Image, target: Target
+    judge: Judge, state: State, found: catalog.Image, target: Target
 ) -> None:
-    try:
-        judge("foreign keys")
-    except AssertionError as failure:
-        raise AssertionError("\n".join([str(failure), *troubleshooting(state, found, target)])) from None
+    judge("foreign keys", lambda: troubleshooting(state, found, target))

@@ -4,10 +4,10 @@ An extra plain index on a table the migrations did not create is the application
 and passes; an extra UNIQUE or INVALID index, or anything more on a new table, fails.
 """
 
-from collections.abc import Callable
+from verification.state import Judge
 
 CHECKLIST = "indexes"
 
 
-def test_indexes_are_as_expected(judge: Callable[[str], None]) -> None:
+def test_indexes_are_as_expected(judge: Judge) -> None:
     judge("indexes")

@@ -1,10 +1,8 @@
 """Checklist: sequences — each owned by its column as expected, and never behind the largest
 id of its column (the application's next INSERT would collide)."""
 
-from collections.abc import Callable
-
 from verification.db import Target
-from verification.state import State
+from verification.state import Judge, State
 
 CHECKLIST = "sequences"
 
@@ -24,7 +22,7 @@ WHERE s.schemaname = 'public' AND t.relname = ANY(:tables)
 """
 
 
-def test_sequences_are_as_expected(judge: Callable[[str], None]) -> None:
+def test_sequences_are_as_expected(judge: Judge) -> None:
     judge("sequences")
 
 

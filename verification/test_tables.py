@@ -4,16 +4,14 @@ Expected = the before-image + what each migration up to the target declares; any
 on a judged table fails too. RLS and UNLOGGED are part of a table's definition.
 """
 
-from collections.abc import Callable
-
 import pytest
 
-from verification.state import State
+from verification.state import Judge, State
 
 CHECKLIST = "tables"
 
 
-def test_tables_and_columns_are_as_expected(judge: Callable[[str], None]) -> None:
+def test_tables_and_columns_are_as_expected(judge: Judge) -> None:
     judge("tables")
 
 

@@ -1,10 +1,10 @@
 """Checklist: triggers and their functions — definition, enabled state (DISABLED, ENABLE
 REPLICA, ENABLE ALWAYS are named) and the function bodies."""
 
-from collections.abc import Callable
+from verification.state import Judge
 
 CHECKLIST = "triggers"
 
 
-def test_triggers_and_functions_are_as_expected(judge: Callable[[str], None]) -> None:
+def test_triggers_and_functions_are_as_expected(judge: Judge) -> None:
     judge("triggers")

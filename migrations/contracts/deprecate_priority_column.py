@@ -41,5 +41,5 @@ END""",
         Key("comment", "stocks", "priority"): "DEPRECATED (US-001): always 1, kept for API compatibility;"
         " was 크롤링 우선순위 (1~5)",
     },
-    rewrites=(Rewrite("stocks", "code", "priority"),),
+    rewrites=(Rewrite("stocks", "code", "priority", writes="1"),),
 )
