@@ -327,7 +327,7 @@ def keep_before_image(url: URL) -> Path | None:
         with conn, conn.cursor() as cur:
             if ledger.read(cur):
                 return None
-            return image.keep(cur, [rw for m in load_all() for rw in m.contract.rewrites]).path
+            return image.keep(cur, [rw for m in load_all() for rw in m.contract.rewrites], []).path
     finally:
         conn.close()
 

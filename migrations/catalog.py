@@ -47,6 +47,7 @@ KINDS = (
     "index",
     "trigger",
     "policy",
+    "rule",
     "function",
     "sequence",
     "view",
@@ -101,6 +102,9 @@ UNION ALL
 SELECT CASE WHEN c.contype = 'p' THEN 'primary key' ELSE 'constraint' END, r.relname,
        CASE WHEN c.contype = 'p' THEN '' ELSE c.conname END,
        pg_catalog.pg_get_constraintdef(c.oid)
+       || CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                            WHERE t.tgconstraint = c.oid AND t.tgenabled <> 'O')
+               THEN ' (ENFORCEMENT TRIGGERS DISABLED: not checked)' ELSE '' END
 FROM rel r JOIN pg_catalog.pg_constraint c ON c.conrelid = r.oid
 UNION ALL
 SELECT 'index', r.relname, ic.relname,
@@ -120,6 +124,11 @@ SELECT 'trigger', r.relname, t.tgname,
                            WHEN 'R' THEN ' (ENABLE REPLICA: fires only in replica sessions)' ELSE '' END
 FROM rel r JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.oid AND NOT t.tgisinternal
 UNION ALL
+SELECT 'rule', r.relname, w.rulename,
+       regexp_replace(pg_catalog.pg_get_ruledef(w.oid), '^CREATE RULE \\S+ AS\\s+', '')
+       || CASE w.ev_enabled WHEN 'D' THEN ' (DISABLED)' ELSE '' END
+FROM rel r JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.oid AND w.rulename <> '_RETURN'
+UNION ALL
 SELECT 'policy', p.tablename, p.policyname,
        concat_ws(' ', p.permissive, 'FOR', p.cmd, 'TO', array_to_string(p.roles, ','),
                  'USING (' || p.qual || ')', 'WITH CHECK (' || p.with_check || ')')
@@ -128,7 +137,8 @@ UNION ALL
 SELECT 'function', '', p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')',
        concat_ws(' ', 'returns', pg_catalog.pg_get_function_result(p.oid), 'language', l.lanname,
                  CASE p.provolatile WHEN 'i' THEN 'immutable' WHEN 's' THEN 'stable' END,
-                 CASE WHEN p.prosecdef THEN 'security definer' END)
+                 CASE WHEN p.prosecdef THEN 'security definer' END,
+                 'set ' || array_to_string(p.proconfig, ', '))
        || ': ' || btrim(regexp_replace(p.prosrc, '\\s+', ' ', 'g'))
 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
 WHERE p.pronamespace = 'public'::regnamespace
@@ -143,6 +153,13 @@ SELECT 'sequence', '', r.relname,
                     JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
                     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = r.oid
                       AND d.deptype IN ('a', 'i') LIMIT 1), ', owned by nothing')
+       || CASE WHEN s.seqincrement <> 1 THEN ', increment by ' || s.seqincrement ELSE '' END
+       || CASE WHEN s.seqmin <> 1 THEN ', minvalue ' || s.seqmin ELSE '' END
+       || CASE WHEN s.seqmax <> CASE s.seqtypid WHEN 'int2'::regtype THEN 32767
+                                                 WHEN 'int4'::regtype THEN 2147483647
+                                                 ELSE 9223372036854775807 END
+               THEN ', maxvalue ' || s.seqmax ELSE '' END
+       || CASE WHEN s.seqcycle THEN ', cycle' ELSE '' END
 FROM rel r JOIN pg_catalog.pg_sequence s ON s.seqrelid = r.oid
 UNION ALL
 SELECT 'type', '', t.typname,

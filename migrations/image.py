@@ -56,12 +56,14 @@ class BeforeImage:
     taken_at: str
     catalog: catalog.Image
     digests: dict[str, list[Any]] = field(default_factory=dict)  # str(rewrite) → [count, hash sum]
+    applied: list[str] = field(default_factory=list)  # the migrations the ledger held then
     path: Path | None = None
 
     def header(self) -> dict[str, Any]:
         return {
             "database": self.database,
             "taken_at": self.taken_at,
+            "applied": self.applied,
             "catalog": [[*key, value] for key, value in self.catalog.items()],
             "digests": self.digests,
         }
@@ -80,8 +82,9 @@ def directory() -> Path:
     return Path(os.environ.get(DIR_ENV) or DEFAULT_DIR)
 
 
-def keep(cur: Any, rewrites: list[Rewrite], where: Path | None = None) -> BeforeImage:
-    """Take the image in the caller's transaction and write it as a private file."""
+def keep(cur: Any, rewrites: list[Rewrite], applied: list[str], where: Path | None = None) -> BeforeImage:
+    """Take the image in the caller's transaction and write it as a private file; `applied`:
+    the migrations already applied (an image of base has none)."""
     cur.execute("SELECT current_database(), to_char(now(), 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF')")
     database, taken_at = cur.fetchone()
     facts = catalog.read(cur)
@@ -90,7 +93,7 @@ def keep(cur: Any, rewrites: list[Rewrite], where: Path | None = None) -> Before
     for rw in present:
         cur.execute(digest_sql(rw.table, rw.key, rw.column, changed_rows(rw)))
         digests[str(rw)] = list(cur.fetchone())
-    image = BeforeImage(database, taken_at, facts, digests)
+    image = BeforeImage(database, taken_at, facts, digests, list(applied))
 
     def rows(out: IO[str]) -> None:
         for rw in present:
@@ -112,7 +115,7 @@ def copy_as(image: BeforeImage, database: str, where: Path | None = None) -> Bef
     """The same image, kept for another database (a clone of the one it was taken of)."""
     source_path = image.path
     assert source_path is not None
-    twin = BeforeImage(database, image.taken_at, image.catalog, image.digests)
+    twin = BeforeImage(database, image.taken_at, image.catalog, image.digests, image.applied)
 
     def rows(out: IO[str]) -> None:
         with gzip.open(source_path, "rt", encoding="utf-8") as source:
@@ -149,7 +152,8 @@ def load(path: Path) -> BeforeImage:
         with gzip.open(path, "rt", encoding="utf-8") as source:
             head = json.loads(next(source))
         facts = {catalog.Key(kind, table, name): value for kind, table, name, value in head["catalog"]}
-        return BeforeImage(head["database"], head["taken_at"], facts, head.get("digests", {}), path)
+        digests, applied = head.get("digests", {}), head.get("applied", [])
+        return BeforeImage(head["database"], head["taken_at"], facts, digests, applied, path)
     except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
         raise UsageError(f"{path} is not a before-image file ({exc})") from None
 
@@ -165,8 +169,11 @@ def candidates(database: str, folder: Path) -> Iterator[Path]:
     return iter(sorted(found, reverse=True))
 
 
-def newest(database: str, where: Path | None = None) -> BeforeImage | None:
-    """The newest image of `database` in the folder (images are taken only at base)."""
+def newest(database: str, where: Path | None = None, before: str | None = None) -> BeforeImage | None:
+    """The newest image of `database` in the folder taken at base, or (`before`) taken while
+    that migration was not applied yet: the values it rewrites as they were just before it."""
     for path in candidates(database, where or directory()):
-        return load(path)
+        image = load(path)
+        if (before is None and not image.applied) or (before is not None and before not in image.applied):
+            return image
     return None

@@ -372,8 +372,9 @@ class Runner:
             self.check_preconditions([m for m in self.migrations[: target + 1] if m.name not in entries])
             self.refuse_changed("upgrade", self.migrations, entries)
             adoptable = self.check_drift(entries)
-            if not entries and target >= 0:
-                self.keep_before_image()
+            todo = [m for m in self.migrations[: target + 1] if m.name not in entries]
+            if todo and (not entries or any(m.contract.rewrites for m in todo)):
+                self.keep_before_image(list(entries))
             done = []
             for m in self.migrations[: target + 1]:
                 entry = entries.get(m.name)
@@ -389,10 +390,11 @@ class Runner:
                 self.say("nothing to do: every migration up to the target is applied")
             return done
 
-    def keep_before_image(self) -> None:
-        """Save the database as it is before the first migration: verification's yardstick."""
+    def keep_before_image(self, applied: list[str]) -> None:
+        """Save the database as it is before the first migration (verification's yardstick),
+        and again before a migration that rewrites values (as they are just before it)."""
         rewrites = [rw for m in self.migrations for rw in m.contract.rewrites]
-        kept = self.transaction(lambda cur: image.keep(cur, rewrites), "keep the before-image")
+        kept = self.transaction(lambda cur: image.keep(cur, rewrites, applied), "keep the before-image")
         self.say(f"  before-image kept in {kept.path}")
 
     def adopt(self, migration: Migration) -> None:

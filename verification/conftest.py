@@ -57,7 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--before",
         default=None,
         metavar="FILE",
-        help="the before-image to compare with (default: the newest one of the database in --images)",
+        help="the before-image to compare with (default: the newest one of the database in --images;"
+        " 'none': judge only what the migrations declare)",
     )
     group.addoption(
         "--images",
@@ -257,22 +258,36 @@ def found(target: Target) -> catalog.Image:
 @pytest.fixture(scope="session")
 def state(request: pytest.FixtureRequest, target: Target) -> State:
     """The state the database should be in: before-image + the contracts up to the target."""
-    name = chosen(request.config)
+    chain, name = load_all(), chosen(request.config)
     explicit = request.config.getoption("--before")
-    folder = request.config.getoption("--images")
+    folder = Path(request.config.getoption("--images") or image.directory())
     database = str(target.value("SELECT current_database()"))
-    before = (
-        image.load(Path(explicit)) if explicit else image.newest(database, Path(folder) if folder else None)
-    )
+    if explicit == "none":
+        state = State.at(chain, name, None, "--before none: only what the migrations declare is judged")
+        state.waived = True
+        return state
+    owners = {str(rw): m.name for m in chain for rw in m.contract.rewrites}
+    rewrites: dict[str, image.BeforeImage | None]
+    before: image.BeforeImage | None
+    if explicit:
+        before = image.load(Path(explicit))
+        rewrites = dict.fromkeys(owners, before)
+    else:
+        before = image.newest(database, folder)
+        # a rewritten column as it was just before the migration that rewrites it (a deploy
+        # in steps: the application may have written in between)
+        rewrites = {rw: image.newest(database, folder, name) for rw, name in owners.items()}
     why = (
         ""
         if before
         else (
-            f"no before-image of {database} in {folder or image.directory()} (the kit keeps one when it"
-            " deploys or backs up; or pass --before FILE): only what the migrations declare is judged"
+            f"no before-image of {database} in {folder}: the kit keeps one when it deploys or backs up at"
+            " base; pass --before FILE (or --before none to judge only what the migrations declare)"
         )
     )
-    return State.at(load_all(), name, before, why)
+    state = State.at(chain, name, before, why)
+    state.rewrite_images = rewrites
+    return state
 
 
 @pytest.fixture

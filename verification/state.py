@@ -34,7 +34,7 @@ def target_name(config: Any) -> str:
 
 # The checklist's catalog groups: which facts each one judges.
 GROUPS = {
-    "tables": ("table", "column", "comment", "view", "materialized view", "type", "policy"),
+    "tables": ("table", "column", "comment", "view", "materialized view", "type", "policy", "rule"),
     "indexes": ("index",),
     "foreign keys": ("constraint",),
     "unique": ("primary key", "constraint"),
@@ -57,6 +57,9 @@ class State:
     before: BeforeImage | None
     no_before: str = ""
     expected: Expected = field(default_factory=dict)
+    # the image of each rewritten column (str(rewrite)) taken just before its migration
+    rewrite_images: dict[str, BeforeImage | None] = field(default_factory=dict)
+    waived: bool = False  # --before none: the operator judged the before-image unnecessary
     judged_tables: set[str] = field(default_factory=set)
     created_tables: set[str] = field(default_factory=set)
 

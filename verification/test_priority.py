@@ -45,18 +45,18 @@ ORDER BY 1 LIMIT 5
 
 def before(state: State) -> list[Any]:
     """The before-image's digest of the priorities the deploy changes, or skip saying why."""
-    if state.before is None:
-        pytest.skip(state.no_before)
-    if REWRITE not in state.before.digests:
-        pytest.skip(f"the before-image {state.before.path} holds no {REWRITE} values")
-    return state.before.digests[REWRITE]
+    taken = state.rewrite_images.get(REWRITE)
+    if taken is None or REWRITE not in taken.digests:
+        pytest.skip(state.no_before or f"no before-image holds {REWRITE} as it was before {MIGRATION}")
+    return taken.digests[REWRITE]
 
 
 def differences(state: State, target: Target, query: str, found: Sequence[Any]) -> list[str]:
     """Where a digest differs: the rows that differ, from the image's every value (slow, so
     only then); none when the digest differs only by stocks the application deleted."""
-    assert state.before is not None
-    values = json.dumps(state.before.values(REWRITE))
+    taken = state.rewrite_images[REWRITE]
+    assert taken is not None
+    values = json.dumps(taken.values(REWRITE))
     return [row[0] for row in target.rows(query, image=values)]
 
 

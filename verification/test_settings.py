@@ -1,26 +1,61 @@
-"""Checklist: settings that silently switch triggers and foreign keys off for every session."""
+"""Checklist: settings that change what the application's sessions do without any table
+changing — triggers and foreign keys switched off, or its table names resolved elsewhere."""
 
 from verification.db import Target
+from verification.state import State
 
-CHECKLIST = "triggers"
+CHECKLIST = "settings"
 
-# A database or role default of session_replication_role = replica fires no ordinary trigger
-# and checks no foreign key: the priority trigger and every ON DELETE CASCADE stop working.
+# Database and role defaults that apply in this database, as (role or '', setting).
 DEFAULTS = """
-SELECT coalesce(r.rolname, 'every role') || ' in ' || coalesce(d.datname, 'every database') || ': '
-       || array_to_string(s.setconfig, ', ')
+SELECT coalesce(r.rolname, ''), cfg
 FROM pg_catalog.pg_db_role_setting s
 LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
-LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
-WHERE (d.datname = current_database() OR s.setdatabase = 0)
-  AND array_to_string(s.setconfig, ',') LIKE '%session_replication_role%'
+LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole,
+     unnest(s.setconfig) cfg
+WHERE (d.datname = current_database() OR s.setdatabase = 0) AND cfg LIKE :name || '=%'
 """
+# Tables of these names in schemas other than public.
+SHADOWS = """
+SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY(:schemas) AND c.relname = ANY(:tables) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+ORDER BY 1
+"""
+LOGIN_ROLES = "SELECT rolname FROM pg_catalog.pg_roles WHERE rolcanlogin"
+
+
+def who(role: str) -> str:
+    return f"role {role}" if role else "every role"
 
 
 def test_sessions_fire_triggers_and_check_foreign_keys(target: Target) -> None:
     got = target.value("SELECT current_setting('session_replication_role')")
-    where = "; ".join(row[0] for row in target.rows(DEFAULTS)) or "no database or role default"
-    assert got == "origin", (
-        f"session_replication_role should be origin in a new session, found {got} ({where}): "
-        "no ordinary trigger fires and no foreign key is checked"
+    defaults = target.rows(DEFAULTS, name="session_replication_role")
+    off = [f"{who(role)}: {cfg}" for role, cfg in defaults if not cfg.endswith("=origin")]
+    assert got == "origin" and not off, (
+        f"session_replication_role should be origin for every session; this one has {got}, defaults: "
+        f"{'; '.join(off) or 'none'}: no ordinary trigger fires and no foreign key is checked there"
+    )
+
+
+def schemas_before_public(setting: str, role: str, logins: list[str]) -> list[str]:
+    """The schemas a search_path lists before public ("$user": the role, or any login role)."""
+    names = [part.strip().strip('"') for part in setting.split("=", 1)[1].split(",")]
+    before = names[: names.index("public")] if "public" in names else names
+    expanded = [(logins if not role else [role]) if name == "$user" else [name] for name in before]
+    return [name for group in expanded for name in group if name != "pg_catalog"]
+
+
+def test_sessions_find_the_deployments_tables_in_public(state: State, target: Target) -> None:
+    tables = sorted(state.judged_tables)
+    logins = [row[0] for row in target.rows(LOGIN_ROLES)]
+    defaults = [*target.rows(DEFAULTS, name="search_path"), ("", 'search_path="$user", public')]
+    shadowed = []
+    for role, setting in defaults:
+        schemas = schemas_before_public(setting, role, logins)
+        found = [row[0] for row in target.rows(SHADOWS, schemas=schemas, tables=tables)] if schemas else []
+        shadowed += [f"{who(role)} ({setting}) resolves {name.split('.')[1]} to {name}" for name in found]
+    assert not shadowed, "sessions should find the deployment's tables in public; " + "; ".join(
+        dict.fromkeys(shadowed)
     )

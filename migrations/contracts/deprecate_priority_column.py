@@ -28,7 +28,7 @@ BEGIN
     -- the rollback. (The batches save their rows in bulk themselves, and say so.)
     IF TG_OP = 'UPDATE' AND OLD.priority IS DISTINCT FROM 1
        AND current_setting('azak.priority_batch', true) IS DISTINCT FROM 'on' THEN
-        INSERT INTO stocks_priority_backup (code, priority) VALUES (OLD.code, OLD.priority)
+        INSERT INTO public.stocks_priority_backup (code, priority) VALUES (OLD.code, OLD.priority)
         ON CONFLICT (code) DO NOTHING;
     END IF;
     NEW.priority := 1;
