@@ -157,6 +157,11 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument(
         "--yes", action="store_true", help="confirm: replace the database's objects with the backup's"
     )
+    rs.add_argument(
+        "--other-database",
+        action="store_true",
+        help="load a backup of another database (or server) into this one, e.g. to test it",
+    )
     return top
 
 
@@ -211,7 +216,7 @@ def change(url: URL, args: argparse.Namespace) -> str:
         if not args.yes:
             backups.check(args.file, require_table="stocks")
             raise UsageError(f"restore replaces the objects of {mask(url)}: add --yes to confirm")
-        backups.restore(url, args.file, args.lock_timeout, args.lock_wait)
+        backups.restore(url, args.file, args.lock_timeout, args.lock_wait, args.other_database)
         return f"Restored {args.file} into {mask(url)}, in one transaction."
     with open_runner(url, settings(args)) as runner:
         if args.command == "upgrade":

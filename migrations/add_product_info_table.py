@@ -15,6 +15,14 @@ ORDER BY code LIMIT 5
 """,
         problem="stocks has codes longer than the new tables' stock_code varchar(10) can hold",
     ),
+    Precondition(
+        sql="""
+SELECT 'CREATE on schema public' WHERE NOT has_schema_privilege('public', 'CREATE')
+UNION ALL
+SELECT 'REFERENCES on public.stocks' WHERE NOT has_table_privilege('public.stocks', 'REFERENCES')
+""",
+        problem="the deploying role may not create the new tables; it lacks",
+    ),
 )
 
 UPGRADE = (

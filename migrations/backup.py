@@ -38,6 +38,7 @@ from psycopg2.extensions import cursor as Cursor
 from migrations import image, ledger
 from migrations.contract import teardown
 from migrations.dburl import (
+    IDENTITY_SQL,
     URL,
     DeployError,
     UsageError,
@@ -64,10 +65,26 @@ def teardown_sql() -> str:
     return teardown([ledger.CONTRACT, *(m.contract for m in load_all())])
 
 
-def prelude() -> bytes:
-    """What a backup file says before pg_dump's output: one transaction, US-001 cleared."""
+ORIGIN = re.compile(rb"^-- Database: (.+)$", re.M)
+
+
+def origin(path: Path) -> str | None:
+    """The database a backup of the kit was taken of (`name on server N`); None for another dump."""
+    try:
+        with gzip.open(path, "rb") if path.read_bytes()[:2] == GZIP_MAGIC else path.open("rb") as source:
+            found = ORIGIN.search(source.read(4096))
+    except (OSError, EOFError, zlib.error):
+        return None
+    return found[1].decode(errors="replace") if found else None
+
+
+def prelude(database: str) -> bytes:
+    """What a backup file says before pg_dump's output: whose it is, one transaction, what the
+    migrations create cleared."""
     return (
-        HEADER + b"\n--\n-- Written by azak-db-migrations `backup`. The whole file is one transaction\n"
+        HEADER
+        + f"\n--\n-- Database: {database}\n".encode()
+        + b"--\n-- Written by azak-db-migrations `backup`. The whole file is one transaction\n"
         b"-- (BEGIN ... COMMIT): `psql -f` of it, with or without ON_ERROR_STOP, loads all of it\n"
         b"-- or nothing. First it drops what US-001 creates, which the dump below does not know.\n"
         b"--\n\nBEGIN;\nSET client_min_messages = warning;\n" + teardown_sql().encode() + b"\n"
@@ -308,13 +325,14 @@ def check(path: Path, require_table: str | None = None) -> Summary:
 # -- backup ---------------------------------------------------------------------------------
 
 
-def require_stocks(url: URL) -> None:
-    """Backups and restores are of the application's database only."""
+def require_stocks(url: URL) -> str:
+    """Backups and restores are of the application's database only; which database it is."""
     conn = connect(url)
     try:
         with conn, conn.cursor() as cur:
             if not scalar(cur, "SELECT to_regclass('public.stocks') IS NOT NULL"):
                 raise DeployError(f"{mask(url)} has no table public.stocks: not the application's database")
+            return str(scalar(cur, IDENTITY_SQL))
     finally:
         conn.close()
 
@@ -334,7 +352,7 @@ def keep_before_image(url: URL) -> Path | None:
 
 def backup(url: URL, directory: Path = DEFAULT_DIR, now: datetime | None = None) -> Path:
     """Dump the database to `directory/azak_backup_YYYYMMDD_HHMMSS[_N].sql.gz`; check it; return it."""
-    require_stocks(url)
+    database = require_stocks(url)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--dir {directory} is not a directory")
     stamp = (now or datetime.now()).strftime("%Y%m%d_%H%M%S")
@@ -347,7 +365,7 @@ def backup(url: URL, directory: Path = DEFAULT_DIR, now: datetime | None = None)
     try:
         with os.fdopen(fd, "wb") as raw:
             with gzip.GzipFile(fileobj=raw, mode="wb", filename="") as sink:
-                sink.write(prelude())
+                sink.write(prelude(database))
                 dump_into(url, sink)
                 sink.write(EPILOGUE)
             raw.flush()
@@ -429,9 +447,17 @@ class CopySource:
         return b"" if self.done else event.text
 
 
-def restore(url: URL, path: Path, lock_timeout_ms: int = 2000, lock_wait_s: float = 10.0) -> None:
-    """Load a backup into `url` in one transaction: fully, or not at all, whenever it is killed."""
+def restore(
+    url: URL, path: Path, lock_timeout_ms: int = 2000, lock_wait_s: float = 10.0, elsewhere: bool = False
+) -> None:
+    """Load a backup into `url` in one transaction: fully, or not at all, whenever it is killed.
+    A backup of another database (or server) is refused unless `elsewhere` says it is meant."""
     summary = check(path, require_table="stocks")  # every line read before anything is written
+    taken_of, target = origin(path), require_stocks(url)
+    if taken_of and taken_of != target and not elsewhere:
+        raise UsageError(
+            f"{path} is a backup of {taken_of}, not of {target}: add --other-database to load it there"
+        )
     conn = connect(url, lock_timeout=f"{lock_timeout_ms}ms")
     try:
         take_deployment_lock(conn, url, lock_wait_s)

@@ -8,7 +8,7 @@ to clear before loading a pre-deployment dump, and verification what to expect.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from migrations.catalog import ANY, Image, Key
@@ -18,6 +18,9 @@ __all__ = ["ANY", "Contract", "Key", "Rewrite", "fold", "function", "serial", "t
 
 # An expected image: None where an object must not exist.
 Expected = dict[Key, str | None]
+# A fact's definition, or how to derive it from the image before the migration (a saved copy
+# of what the migration changes): ANY where that image does not hold what it needs.
+Value = str | Callable[[Mapping[Key, str | None]], str]
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class Contract:
     """Facts a migration adds, changes (new definition of an existing fact) and removes, and
     the column values it rewrites."""
 
-    adds: Mapping[Key, str] = field(default_factory=dict)
+    adds: Mapping[Key, Value] = field(default_factory=dict)
     changes: Mapping[Key, str] = field(default_factory=dict)
     removes: tuple[Key, ...] = ()
     rewrites: tuple[Rewrite, ...] = ()
@@ -49,7 +52,7 @@ class Contract:
         after: Expected = dict(image)
         after.update(dict.fromkeys(self.removes))
         after.update(self.changes)
-        after.update(self.adds)
+        after.update({k: v(image) if callable(v) else v for k, v in self.adds.items()})
         return after
 
     def revert(self, image: Mapping[Key, str | None], before: Mapping[Key, str | None]) -> Expected:
@@ -88,16 +91,16 @@ def table(
     name: str,
     *,
     columns: Mapping[str, str],
-    comment: str | None = None,
+    comment: Value | None = None,
     column_comments: Mapping[str, str] | None = None,
     primary_key: str | None = None,
     constraints: Mapping[str, str] | None = None,
     indexes: Mapping[str, str] | None = None,
     triggers: Mapping[str, str] | None = None,
     persistence: str = "logged",
-) -> Image:
+) -> dict[Key, Value]:
     """Every fact of a new table."""
-    facts: Image = {Key("table", name): persistence}
+    facts: dict[Key, Value] = {Key("table", name): persistence}
     facts.update({Key("column", name, col): definition for col, definition in columns.items()})
     if comment is not None:
         facts[Key("comment", name)] = comment

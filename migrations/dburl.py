@@ -261,6 +261,13 @@ def run_outside_transaction(url: URL, statement: Any) -> None:
         conn.close()
 
 
+# Which database this is, across servers: its name and its server's system identifier
+# (readable by every role): a backup or an image of a same-named database elsewhere differs.
+IDENTITY_SQL = (
+    "SELECT current_database() || ' on server ' || (SELECT system_identifier FROM pg_control_system())"
+)
+
+
 def scalar(cur: psycopg2.extensions.cursor, statement: str, params: Any = None) -> Any:
     """Run a query and return the first column of its first row."""
     cur.execute(statement, params)

@@ -9,7 +9,20 @@ The downgrade drops the trigger, puts every value back in batches, then restores
 default and comment exactly and drops what the upgrade made.
 """
 
-from migrations.steps import Batches, Ddl, entry_points, main
+from migrations.steps import Batches, Ddl, Precondition, entry_points, main
+
+# ALTER TABLE and CREATE TRIGGER on stocks are its owner's: checked before the first migration
+# of the run changes anything, so that a role with fewer rights leaves no half deployment.
+PRECONDITIONS = (
+    Precondition(
+        sql="""
+SELECT format('%s is not a member of %s, the owner of public.stocks', current_user, relowner::regrole)
+FROM pg_catalog.pg_class
+WHERE oid = 'public.stocks'::regclass AND NOT pg_has_role(current_user, relowner, 'USAGE')
+""",
+        problem="the deploying role may not alter stocks",
+    ),
+)
 
 UPGRADE = (
     Ddl("""

@@ -28,7 +28,7 @@ from psycopg2 import sql
 
 from migrations import catalog
 from migrations.contract import Rewrite
-from migrations.dburl import DeployError, UsageError
+from migrations.dburl import IDENTITY_SQL, DeployError, UsageError
 
 DIR_ENV = "AZAK_IMAGES_DIR"
 DEFAULT_DIR = Path("data/images")
@@ -57,6 +57,7 @@ class BeforeImage:
     catalog: catalog.Image
     digests: dict[str, list[Any]] = field(default_factory=dict)  # str(rewrite) → [count, hash sum]
     applied: list[str] = field(default_factory=list)  # the migrations the ledger held then
+    identity: str = ""  # `name on server N`: a same-named database of another server differs
     path: Path | None = None
 
     def header(self) -> dict[str, Any]:
@@ -64,6 +65,7 @@ class BeforeImage:
             "database": self.database,
             "taken_at": self.taken_at,
             "applied": self.applied,
+            "identity": self.identity,
             "catalog": [[*key, value] for key, value in self.catalog.items()],
             "digests": self.digests,
         }
@@ -93,7 +95,8 @@ def keep(cur: Any, rewrites: list[Rewrite], applied: list[str], where: Path | No
     for rw in present:
         cur.execute(digest_sql(rw.table, rw.key, rw.column, changed_rows(rw)))
         digests[str(rw)] = list(cur.fetchone())
-    image = BeforeImage(database, taken_at, facts, digests, list(applied))
+    cur.execute(IDENTITY_SQL)
+    image = BeforeImage(database, taken_at, facts, digests, list(applied), cur.fetchone()[0])
 
     def rows(out: IO[str]) -> None:
         for rw in present:
@@ -111,11 +114,11 @@ def keep(cur: Any, rewrites: list[Rewrite], applied: list[str], where: Path | No
     return image
 
 
-def copy_as(image: BeforeImage, database: str, where: Path | None = None) -> BeforeImage:
+def copy_as(image: BeforeImage, database: str, identity: str, where: Path | None = None) -> BeforeImage:
     """The same image, kept for another database (a clone of the one it was taken of)."""
     source_path = image.path
     assert source_path is not None
-    twin = BeforeImage(database, image.taken_at, image.catalog, image.digests, image.applied)
+    twin = BeforeImage(database, image.taken_at, image.catalog, image.digests, image.applied, identity)
 
     def rows(out: IO[str]) -> None:
         with gzip.open(source_path, "rt", encoding="utf-8") as source:
@@ -152,8 +155,12 @@ def load(path: Path) -> BeforeImage:
         with gzip.open(path, "rt", encoding="utf-8") as source:
             head = json.loads(next(source))
         facts = {catalog.Key(kind, table, name): value for kind, table, name, value in head["catalog"]}
-        digests, applied = head.get("digests", {}), head.get("applied", [])
-        return BeforeImage(head["database"], head["taken_at"], facts, digests, applied, path)
+        digests, applied, identity = (
+            head.get("digests", {}),
+            head.get("applied", []),
+            head.get("identity", ""),
+        )
+        return BeforeImage(head["database"], head["taken_at"], facts, digests, applied, identity, path)
     except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
         raise UsageError(f"{path} is not a before-image file ({exc})") from None
 
@@ -169,11 +176,16 @@ def candidates(database: str, folder: Path) -> Iterator[Path]:
     return iter(sorted(found, reverse=True))
 
 
-def newest(database: str, where: Path | None = None, before: str | None = None) -> BeforeImage | None:
-    """The newest image of `database` in the folder taken at base, or (`before`) taken while
-    that migration was not applied yet: the values it rewrites as they were just before it."""
+def newest(
+    database: str, where: Path | None = None, before: str | None = None, identity: str | None = None
+) -> BeforeImage | None:
+    """The newest image of `database` (of that server, given its `identity`) in the folder,
+    taken at base, or (`before`) while that migration was not applied yet: the values it
+    rewrites as they were just before it."""
     for path in candidates(database, where or directory()):
         image = load(path)
+        if identity and image.identity and image.identity != identity:
+            continue  # a same-named database of another server
         if (before is None and not image.applied) or (before is not None and before not in image.applied):
             return image
     return None

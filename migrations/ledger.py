@@ -48,7 +48,7 @@ CONTRACT = Contract(
 # state: 'applying' / 'reverting' while a resumable migration is between its phases.
 MARK = """
 INSERT INTO schema_migrations (name, checksum, state, applied_by, duration_ms)
-VALUES (%(name)s, %(checksum)s, %(state)s, %(by)s, %(ms)s)
+VALUES (%(name)s, %(checksum)s, %(state)s, %(by)s || ' as ' || current_user, %(ms)s)
 ON CONFLICT (name) DO UPDATE
 SET checksum = EXCLUDED.checksum, state = EXCLUDED.state, applied_at = now(),
     applied_by = EXCLUDED.applied_by, duration_ms = EXCLUDED.duration_ms;

@@ -143,7 +143,7 @@ class Rehearsal:
     def restore(self) -> str:
         assert self.backup is not None
         self.admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname(self.restored))))
-        return self.command("restore", str(self.backup), "--yes", url=self.restored)
+        return self.command("restore", str(self.backup), "--yes", "--other-database", url=self.restored)
 
     def drop_all(self) -> str:
         for url in (self.db, self.restored):

@@ -190,7 +190,9 @@ def clone_deployed(template: NoopExecutor) -> Iterator[Db]:
     for db in clone(template):
         before = image.newest(template.template_dbname)
         assert before is not None, "the deployed template has no before-image"
-        image.copy_as(before, dbname(db.url))
+        image.copy_as(
+            before, dbname(db.url), before.identity.replace(template.template_dbname, dbname(db.url), 1)
+        )
         yield db
 
 

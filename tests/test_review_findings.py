@@ -12,6 +12,7 @@ import pytest
 
 from migrations import image
 from migrations.dburl import connect, dbname, mask, run_outside_transaction
+from migrations.steps import load_all
 from tests.conftest import ROOT, Db
 
 SAVED = "test_priority::test_saved_priorities_are_the_originals"
@@ -116,13 +117,12 @@ def test_an_image_of_another_database_of_the_same_name_is_not_the_yardstick(
     conn = connect(app_db.url)
     try:
         with conn, conn.cursor() as cur:
-            other = image.take(cur, [])
-            cur.execute("SELECT code::text, priority FROM public.stocks")
-            other.values = {"stocks.priority": dict(cur.fetchall())}
+            rewrites = [rw for m in load_all() for rw in m.contract.rewrites]
+            other = image.keep(cur, rewrites, [])
     finally:
         conn.close()
-    other.database = dbname(deployed_db.url)
-    image.save(other)
+    name = dbname(deployed_db.url)
+    image.copy_as(other, name, f"{name} on server 1234567890")  # newer, of another server
     result = deployed_db.verify()
     assert result.returncode == 0, shown(result)
 

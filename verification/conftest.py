@@ -261,7 +261,7 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
     chain, name = load_all(), chosen(request.config)
     explicit = request.config.getoption("--before")
     folder = Path(request.config.getoption("--images") or image.directory())
-    database = str(target.value("SELECT current_database()"))
+    database, identity = str(target.value("SELECT current_database()")), target.identity()
     if explicit == "none":
         state = State.at(chain, name, None, "--before none: only what the migrations declare is judged")
         state.waived = True
@@ -273,10 +273,10 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
         before = image.load(Path(explicit))
         rewrites = dict.fromkeys(owners, before)
     else:
-        before = image.newest(database, folder)
+        before = image.newest(database, folder, identity=identity)
         # a rewritten column as it was just before the migration that rewrites it (a deploy
         # in steps: the application may have written in between)
-        rewrites = {rw: image.newest(database, folder, name) for rw, name in owners.items()}
+        rewrites = {rw: image.newest(database, folder, name, identity) for rw, name in owners.items()}
     why = (
         ""
         if before

@@ -15,7 +15,7 @@ import psycopg2
 from psycopg2 import sql as pgsql
 from psycopg2.extensions import connection as Connection
 
-from migrations.dburl import URL, DeployError, describe, libpq_params, mask
+from migrations.dburl import IDENTITY_SQL, URL, DeployError, describe, libpq_params, mask
 
 STATEMENT_TIMEOUT_MS = 5000
 LOCK_TIMEOUT_MS = 1000
@@ -96,6 +96,10 @@ class Target:
     def value(self, query: Query, **params: Any) -> Any:
         """The single value of a read-only query."""
         return self.rows(query, **params)[0][0]
+
+    def identity(self) -> str:
+        """Which database this is: `name on server N` (backups and images say it too)."""
+        return str(self.value(IDENTITY_SQL))
 
     @contextmanager
     def probe(self) -> Iterator[Probe]:

@@ -12,6 +12,8 @@ import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from migrations.backup import origin
+
 ERROR = re.compile(r"\b(ERROR|CRITICAL|FATAL|Traceback)\b")
 STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})")
 AGO = re.compile(r"^(\d+)\s*([mhd])$")
@@ -77,10 +79,12 @@ def log_errors(path: Path, since: datetime | None, limit: int = 5) -> list[str]:
     return found
 
 
-def newest_backup(directory: Path) -> Path | None:
-    """The newest `azak_backup_*.sql.gz` in the directory."""
+def newest_backup(directory: Path, database: str | None = None) -> Path | None:
+    """The newest `azak_backup_*.sql.gz` in the directory (of `database`, where the kit's
+    backup names its database; another dump, which does not, is taken at its word)."""
     backups = sorted(directory.glob("azak_backup_*.sql.gz"), key=lambda p: p.stat().st_mtime)
-    return backups[-1] if backups else None
+    mine = [p for p in backups if database is None or origin(p) in (None, database)]
+    return mine[-1] if mine else None
 
 
 def backup_holds_stocks(path: Path) -> bool:

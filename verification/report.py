@@ -27,6 +27,7 @@ from pytest_metadata.plugin import metadata_key
 from migrations import record
 from migrations.dburl import URL, DeployError, describe, mask
 from migrations.steps import load_all
+from verification import operations
 from verification.db import Target
 from verification.state import target_name
 
@@ -76,6 +77,7 @@ class Check:
 
     nodeid: str
     item: str
+    database: str | None = None  # in a fleet: the (masked) database it judged
     outcome: str = "passed"  # passed / failed / skipped
     message: str = ""  # failed: expected vs found; skipped: why
 
@@ -182,8 +184,8 @@ class DeploymentReport:
         return {k: outcomes.count(k) for k in ("passed", "failed", "skipped")}
 
     def failed_databases(self) -> dict[str, int]:
-        """In a fleet: failed checks per database (read from the test ids)."""
-        counts = {name: sum(f"[{name}" in c.nodeid for c in self.failed) for name in self.targets}
+        """In a fleet: failed checks per database."""
+        counts = {name: sum(c.database == name for c in self.failed) for name in self.targets}
         return {name: n for name, n in counts.items() if n} if len(self.targets) > 1 else {}
 
     def verdicts(self) -> list[Verdict]:
@@ -247,14 +249,21 @@ class DeploymentReport:
                 steps.append(Step(text + ":", commands))
             else:
                 steps.append(Step(f"The ledger{where} records no US-001 migration: nothing to roll back."))
-        backup, found = self.newest_backup()
-        restore = f"restore {shlex.quote(backup) if found else backup} --yes"
+        backups = {name: self.newest_backup(name) for name in failed_dbs}
+        missing = next((path for path, found in backups.values() if not found), None)
         steps.append(
             Step(
-                "Or restore the newest backup (one transaction: all or nothing)"
-                + ("" if found else f": take the newest {Path(backup).parent / NEWEST_BACKUP_PATTERN}")
+                "Or restore the newest backup of the database (one transaction: all or nothing)"
+                + (
+                    f": take the newest {Path(missing).parent / NEWEST_BACKUP_PATTERN} of it"
+                    if missing
+                    else ""
+                )
                 + ":",
-                [self.command(name, restore) for name in failed_dbs],
+                [
+                    self.command(name, f"restore {shlex.quote(path) if found else path} --yes")
+                    for name, (path, found) in backups.items()
+                ],
             )
         )
         steps.append(Step("Then check the rollback: pytest verification --to base (same options)"))
@@ -269,12 +278,14 @@ class DeploymentReport:
     def command(self, name: str, args: str) -> str:
         return f"python -m migrations {args} --db-url {shlex.quote(name)}"
 
-    def newest_backup(self) -> tuple[str, bool]:
-        """The newest backup in --backup-dir, and whether it exists (else a placeholder name)."""
+    def newest_backup(self, name: str) -> tuple[str, bool]:
+        """The newest backup of that database in --backup-dir, and whether it exists (else a
+        placeholder name)."""
         directory = Path(self.config.getoption("--backup-dir") or "data/backups")
-        found = sorted(directory.glob(NEWEST_BACKUP_PATTERN))
+        target = self.targets.get(name)
+        found = operations.newest_backup(directory, target.identity() if target else None)
         if found and self.config.getoption("--backup-dir"):
-            return str(found[-1]), True
+            return str(found), True
         return str(directory / "azak_backup_YYYYMMDD_HHMMSS.sql.gz"), False
 
     # -- hooks ----------------------------------------------------------------------------
@@ -289,13 +300,16 @@ class DeploymentReport:
         """Every report carries its checklist item (xdist carries it to the controller)."""
         report = yield
         report.checklist = item_checklist(item)  # type: ignore[attr-defined]
+        callspec = getattr(item, "callspec", None)  # a fleet's check: which database it judged
+        report.database = callspec.params.get("target") if callspec else None  # type: ignore[attr-defined]
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         item = getattr(report, "checklist", None) or checklist_of(
             report.nodeid.split("::")[0].removesuffix(".py"), report.nodeid.split("::")[-1]
         )
-        check = self.checks.setdefault(report.nodeid, Check(report.nodeid, item))
+        database = getattr(report, "database", None)
+        check = self.checks.setdefault(report.nodeid, Check(report.nodeid, item, database))
         if report.failed and check.outcome != "failed":
             check.outcome, check.message = "failed", failure_message(report)
         elif report.skipped and check.outcome == "passed":

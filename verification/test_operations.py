@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from verification import operations
+from verification.db import Target
 
 
 def option(request: pytest.FixtureRequest, name: str) -> str:
@@ -45,10 +46,13 @@ def test_log_shows_no_errors(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def backup(request: pytest.FixtureRequest) -> Path:
+def backup(request: pytest.FixtureRequest, target: Target) -> Path:
     directory = Path(option(request, "--backup-dir"))
-    found = operations.newest_backup(directory) if directory.is_dir() else None
-    assert found is not None, f"a backup azak_backup_*.sql.gz should exist in {directory}; none does"
+    database = target.identity()
+    found = operations.newest_backup(directory, database) if directory.is_dir() else None
+    assert found is not None, (
+        f"a backup azak_backup_*.sql.gz of {database} should exist in {directory}; none does"
+    )
     return found
 
 

@@ -1,7 +1,24 @@
 """Contract of migration 3: `stocks.priority` pinned to 1, its old values kept for the rollback."""
 
+import json
+from collections.abc import Mapping
+
 from migrations.catalog import Key
 from migrations.contract import ANY, Contract, Rewrite, function, table
+
+PRIORITY, PRIORITY_COMMENT = Key("column", "stocks", "priority"), Key("comment", "stocks", "priority")
+
+
+def saved_for_rollback(before: Mapping[Key, str | None]) -> str:
+    """The backup table's comment: stocks.priority's default and comment before the upgrade,
+    as json_build_object writes them (the rollback puts them back from there)."""
+    column = before.get(PRIORITY)
+    if column is None:
+        return ANY
+    default = column.partition(" default ")[2] or None
+    text = lambda value: json.dumps(value, ensure_ascii=False)  # noqa: E731
+    return f'{{"default" : {text(default)}, "comment" : {text(before.get(PRIORITY_COMMENT))}}}'
+
 
 CONTRACT = Contract(
     adds={
@@ -13,7 +30,7 @@ CONTRACT = Contract(
                 "saved_at": "timestamp without time zone not null default now()",
             },
             # the column's previous default and comment, as JSON, for the rollback
-            comment=ANY,
+            comment=saved_for_rollback,
             primary_key="PRIMARY KEY (code)",
         ),
         Key("trigger", "stocks", "trigger_stocks_priority_deprecated"): "BEFORE INSERT OR UPDATE OF priority"
@@ -37,8 +54,8 @@ END""",
         ),
     },
     changes={
-        Key("column", "stocks", "priority"): "integer not null default 1",
-        Key("comment", "stocks", "priority"): "DEPRECATED (US-001): always 1, kept for API compatibility;"
+        PRIORITY: "integer not null default 1",
+        PRIORITY_COMMENT: "DEPRECATED (US-001): always 1, kept for API compatibility;"
         " was 크롤링 우선순위 (1~5)",
     },
     rewrites=(Rewrite("stocks", "code", "priority", writes="1"),),
