@@ -3,12 +3,12 @@ runner / restore attacks. Every test asserts the CORRECT behaviour and fails tod
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from migrations import image
 from migrations.dburl import connect, dbname, mask, run_outside_transaction
@@ -262,6 +262,9 @@ def test_deploy_pipeline_keeps_its_backup_and_before_image() -> None:
     """deploy.yml backs up into data/backups and keeps the before-image in data/images on a
     throwaway runner, then uploads only reports/ and data/deployments.md: the backup to
     restore and the yardstick of the rollback's verification are gone when the job ends."""
-    text = (ROOT / ".github/workflows/deploy.yml").read_text()
-    kept = " ".join(re.findall(r"^\s*path:\s*(.+)$", text, re.M))
+    workflow = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
+    kept = " ".join(
+        s["with"]["path"] for s in steps if s.get("uses", "").startswith("actions/upload-artifact")
+    )
     assert "data/backups" in kept and "data/images" in kept, f"artifacts kept: {kept}"
