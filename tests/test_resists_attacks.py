@@ -1,5 +1,6 @@
-"""Hostile review: broken deployments that verification passes, correct ones it fails, and
-runner / restore attacks. Every test asserts the CORRECT behaviour and fails today."""
+"""Attacks a hostile review made: broken deployments that verification must catch, correct
+ones it must pass, and the runner and restore under a role with fewer rights, another
+database's backup, a deploy in steps, a fleet and a same-named database elsewhere."""
 
 from __future__ import annotations
 
