@@ -337,6 +337,16 @@ def require_stocks(url: URL) -> str:
         conn.close()
 
 
+def identity(url: URL) -> str:
+    """Which database `url` is: `name on server N` (it may be empty: a restore makes it)."""
+    conn = connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            return str(scalar(cur, IDENTITY_SQL))
+    finally:
+        conn.close()
+
+
 def keep_before_image(url: URL) -> Path | None:
     """At base (no migration recorded), keep the database's before-image beside the backups'
     purpose: verification's yardstick where the kit did not deploy. None when not at base."""
@@ -453,7 +463,7 @@ def restore(
     """Load a backup into `url` in one transaction: fully, or not at all, whenever it is killed.
     A backup of another database (or server) is refused unless `elsewhere` says it is meant."""
     summary = check(path, require_table="stocks")  # every line read before anything is written
-    taken_of, target = origin(path), require_stocks(url)
+    taken_of, target = origin(path), identity(url)
     if taken_of and taken_of != target and not elsewhere:
         raise UsageError(
             f"{path} is a backup of {taken_of}, not of {target}: add --other-database to load it there"

@@ -523,3 +523,17 @@ def test_make_clean_keeps_backups_and_the_deployment_record(tmp_path: Path) -> N
     subprocess.run(["make", "-C", str(tmp_path), "clean"], capture_output=True, check=True)
     assert all(p.exists() for p in kept)
     assert not (tmp_path / ".venv").exists() and not (tmp_path / ".mypy_cache").exists()
+
+
+def test_backup_restores_into_an_empty_database_when_told_it_is_another(
+    app_db: Db, empty_db: Db, tmp_path: Path
+) -> None:
+    """Disaster recovery and testing a backup: a new, empty database takes the dump whole, but
+    only when the operator says the target is another database."""
+    assert app_db.cli("backup", "--dir", str(tmp_path)).returncode == 0
+    (dump,) = tmp_path.glob("azak_backup_*.sql.gz")
+    refused = empty_db.cli("restore", str(dump), "--yes")
+    assert refused.returncode == 2 and "add --other-database" in refused.stderr, refused.stderr
+    done = empty_db.cli("restore", str(dump), "--yes", "--other-database")
+    assert done.returncode == 0, done.stderr
+    assert empty_db.snapshot().differences(app_db.snapshot()) == []
