@@ -194,6 +194,9 @@ def run(args: argparse.Namespace) -> None:
         with open_runner(url, settings(args)) as runner:
             print(inspect(runner, args.command), end="")
         return
+    where = record.resolve(args.record)
+    if where is not None:
+        record.writable(where)  # before the change: its row must be writable after it
     try:
         said = change(url, args)
     except (DeployError, UsageError) as exc:
@@ -207,7 +210,7 @@ def run(args: argparse.Namespace) -> None:
 def change(url: URL, args: argparse.Namespace) -> str:
     """Carry out a command that changes the database; the sentence that says what was done."""
     if args.command == "backup":
-        kept = backups.keep_before_image(url)
+        kept = backups.keep_before_image(url, args.dir)  # beside the dump: it serves as the before-image
         if kept:
             print(f"Before-image of {mask(url)} kept in {kept}.")
         path = backups.backup(url, args.dir)

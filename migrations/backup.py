@@ -347,7 +347,7 @@ def identity(url: URL) -> str:
         conn.close()
 
 
-def keep_before_image(url: URL) -> Path | None:
+def keep_before_image(url: URL, directory: Path | None = None) -> Path | None:
     """At base (no migration recorded), keep the database's before-image beside the backups'
     purpose: verification's yardstick where the kit did not deploy. None when not at base."""
     conn = connect(url)
@@ -355,7 +355,8 @@ def keep_before_image(url: URL) -> Path | None:
         with conn, conn.cursor() as cur:
             if ledger.read(cur):
                 return None
-            return image.keep(cur, [rw for m in load_all() for rw in m.contract.rewrites], []).path
+            rewrites = [rw for m in load_all() for rw in m.contract.rewrites]
+            return image.keep(cur, rewrites, [], directory).path
     finally:
         conn.close()
 

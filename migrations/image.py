@@ -165,24 +165,29 @@ def load(path: Path) -> BeforeImage:
         raise UsageError(f"{path} is not a before-image file ({exc})") from None
 
 
-def candidates(database: str, folder: Path) -> Iterator[Path]:
+def candidates(database: str, folders: list[Path]) -> Iterator[Path]:
     """This database's image files, newest first (not another database's with a longer name)."""
     prefix = f"azak_image_{database}_"
     found = []
-    for path in folder.glob(f"{prefix}*.json.gz") if folder.is_dir() else ():
-        stamp = path.name.removeprefix(prefix).removesuffix(".json.gz")
-        if len(stamp) == len(datetime.now().strftime(STAMP)):
-            found.append(path)
-    return iter(sorted(found, reverse=True))
+    for folder in folders:
+        for path in folder.glob(f"{prefix}*.json.gz") if folder.is_dir() else ():
+            stamp = path.name.removeprefix(prefix).removesuffix(".json.gz")
+            if len(stamp) == len(datetime.now().strftime(STAMP)):
+                found.append(path)
+    return iter(sorted(found, key=lambda p: p.name, reverse=True))
 
 
 def newest(
-    database: str, where: Path | None = None, before: str | None = None, identity: str | None = None
+    database: str,
+    where: Path | list[Path] | None = None,
+    before: str | None = None,
+    identity: str | None = None,
 ) -> BeforeImage | None:
     """The newest image of `database` (of that server, given its `identity`) in the folder,
     taken at base, or (`before`) while that migration was not applied yet: the values it
     rewrites as they were just before it."""
-    for path in candidates(database, where or directory()):
+    folders = where if isinstance(where, list) else [where or directory()]
+    for path in candidates(database, folders):
         image = load(path)
         if identity and image.identity and image.identity != identity:
             continue  # a same-named database of another server

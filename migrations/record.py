@@ -92,6 +92,16 @@ def resolve(path: str | Path | None) -> Path | None:
     return Path(path)
 
 
+def writable(path: Path) -> None:
+    """Fail (one line) before an action when its row could not be written after it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise DeployError(f"cannot write the deployment record {path}: {exc.strerror or exc}") from None
+
+
 def append(entry: Entry, path: Path | None = None) -> Path:
     """Append `entry` to the record at `path` (default data/deployments.md) and return the path.
 

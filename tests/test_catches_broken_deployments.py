@@ -8,6 +8,7 @@ rolled-back cases from one that the runner deployed and rolled back (its image k
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -702,3 +703,21 @@ def test_every_check_is_broken_by_some_case() -> None:
         f"checks no test breaks: {sorted(collected_checks() - broken)}"
     )
     assert all(b.says for b in UPGRADED + ROLLED_BACK)
+
+
+def test_the_backups_image_serves_where_the_kit_did_not_deploy(app_db: Db, tmp_path) -> None:
+    """Deployed by hand (the plan's SQL through psql), after the kit's backup: the image kept
+    beside that backup is the yardstick, found through --backup-dir."""
+    backups, elsewhere = tmp_path / "backups", tmp_path / "no-images-here"
+    env = {"AZAK_IMAGES_DIR": str(elsewhere)}
+    assert app_db.cli("backup", "--dir", str(backups), env=env).returncode == 0
+    assert list(backups.glob("azak_image_*.json.gz")), "backup keeps the before-image beside the dump"
+    script = app_db.cli("plan", env=env).stdout
+    psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", app_db.text_url.replace("+psycopg2", "")]
+    done = subprocess.run(psql, input=script, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    passed = app_db.verify(f"--backup-dir={backups}", f"--images={elsewhere}")
+    assert passed.returncode == 0, passed.output[-3000:]
+    app_db.execute("ALTER TABLE stock_prices_minute DROP CONSTRAINT stock_prices_minute_stock_code_fkey")
+    caught = app_db.verify(f"--backup-dir={backups}", f"--images={elsewhere}")
+    assert FKS in caught.failed, caught.output[-3000:]

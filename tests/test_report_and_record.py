@@ -349,3 +349,14 @@ def test_every_command_describes_itself_and_only_its_options(command: str) -> No
         assert "--retries" not in done.stdout and "--record" not in done.stdout
     if command == "restore":
         assert "a backup written by `backup`" in done.stdout
+
+
+def test_an_unwritable_record_stops_a_command_before_it_changes_anything(app_db: Db, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    done = app_db.cli("upgrade", "--record", str(blocker / "deployments.md"))
+    assert done.returncode == 1 and done.stderr.startswith("error: cannot write the deployment record"), (
+        done.stderr
+    )
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert app_db.value("SELECT to_regclass('public.schema_migrations') IS NULL"), "nothing may change"

@@ -261,6 +261,8 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
     chain, name = load_all(), chosen(request.config)
     explicit = request.config.getoption("--before")
     folder = Path(request.config.getoption("--images") or image.directory())
+    backups = request.config.getoption("--backup-dir")
+    folders = [folder, *([Path(backups)] if backups else [])]  # the backup's image serves too
     database, identity = str(target.value("SELECT current_database()")), target.identity()
     if explicit == "none":
         state = State.at(chain, name, None, "--before none: only what the migrations declare is judged")
@@ -273,16 +275,17 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
         before = image.load(Path(explicit))
         rewrites = dict.fromkeys(owners, before)
     else:
-        before = image.newest(database, folder, identity=identity)
+        before = image.newest(database, folders, identity=identity)
         # a rewritten column as it was just before the migration that rewrites it (a deploy
         # in steps: the application may have written in between)
-        rewrites = {rw: image.newest(database, folder, name, identity) for rw, name in owners.items()}
+        rewrites = {rw: image.newest(database, folders, name, identity) for rw, name in owners.items()}
     why = (
         ""
         if before
         else (
-            f"no before-image of {database} in {folder}: the kit keeps one when it deploys or backs up at"
-            " base; pass --before FILE (or --before none to judge only what the migrations declare)"
+            f"no before-image of {database} in {', '.join(map(str, folders))}: the kit keeps one when it"
+            " deploys or backs up at base; pass --before FILE (or --before none to judge only what the"
+            " migrations declare)"
         )
     )
     state = State.at(chain, name, before, why)
