@@ -198,14 +198,15 @@ def main() -> None:
         rows.append(Row("throwaway database from the test template", f"{server.clone_seconds():.3f} s"))
         if not args.skip_test_suite:
             started = time.monotonic()
-            subprocess.run(
+            suite = subprocess.run(
                 [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider"],
                 cwd=ROOT,
                 capture_output=True,
-                check=True,
+                check=False,
             )
             took = time.monotonic() - started
-            rows.append(Row("make test: wall time", f"{took:.0f} s", "< 120 s", took < 120))
+            said = "" if suite.returncode == 0 else " (the suite FAILED: run make test)"
+            rows.append(Row("make test: wall time", f"{took:.0f} s{said}", "< 120 s", took < 120))
     finally:
         server.drop_all()
     width = max(len(r.figure) for r in rows)
