@@ -1,0 +1,124 @@
+"""A second hostile review: the next change (a fifth migration that rewrites data), PG 13,
+false alarms on correct deployments, and hostile input. Each test fails on a real problem."""
+
+from __future__ import annotations
+
+import gzip
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from migrations.steps import EXTRA_ENV, load_all
+from tests.conftest import Db
+
+FIFTH = "tests.second_review.normalise_product_names"
+US001_HEAD = "deprecate_priority_column"
+MESSY = {"005930": "  Samsung Elec  ", "000660": "sk hynix", "035420": "Naver ", "051910": None}
+
+
+def ok(done) -> str:
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def fifth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chain with the fifth migration (the CLI and verification inherit the variable)."""
+    monkeypatch.setenv(EXTRA_ENV, FIFTH)
+
+
+def with_products(db: Db) -> dict[str, str | None]:
+    """US-001 deployed, then the application fills product_info (names as the API sends them)."""
+    ok(db.cli("upgrade", "--to", US001_HEAD))
+    for code, name in MESSY.items():
+        db.execute("INSERT INTO product_info (stock_code, prdt_name) VALUES (%s, %s)", (code, name))
+    return names(db)
+
+
+def names(db: Db) -> dict[str, str | None]:
+    return dict(db.execute("SELECT stock_code, prdt_name FROM product_info ORDER BY stock_code"))
+
+
+def ledger(db: Db) -> dict[str, str]:
+    if not db.value("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+        return {}
+    return dict(db.execute("SELECT name, state FROM schema_migrations"))
+
+
+# -- (a) the next change ------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("fifth")
+def test_fifth_migration_that_rewrites_names_round_trips(app_db: Db) -> None:
+    """Sanity of the fifth migration itself: upgrade, verify, downgrade one step, verify."""
+    assert [m.name for m in load_all()][-1] == "normalise_product_names"
+    original = with_products(app_db)
+    ok(app_db.cli("upgrade", "--batch-size", "1"))
+    assert names(app_db)["005930"] == "SAMSUNG ELEC"
+    head = app_db.verify()
+    assert head.returncode == 0, head.output[-3000:]
+    ok(app_db.cli("downgrade", "--to", US001_HEAD, "--batch-size", "1"))
+    assert names(app_db) == original
+    back = app_db.verify(f"--to={US001_HEAD}")
+    assert back.returncode == 0, back.output[-3000:]
+
+
+@pytest.mark.usefixtures("fifth")
+def test_a_later_migrations_rewrite_not_given_back_fails_verification(app_db: Db) -> None:
+    """The contract declares `rewrites=` product_info.prdt_name ("a rollback must give each
+    back"), and the before-image of migration 5 holds every original name; but the only check
+    of a rewritten column is test_priority.py, hard-wired to stocks.priority. Here the saved
+    originals are lost before the rollback: every name stays rewritten, and verification at
+    --to deprecate_priority_column passes."""
+    original = with_products(app_db)
+    ok(app_db.cli("upgrade"))
+    app_db.execute("DELETE FROM product_name_backup")  # the originals the rollback needs: gone
+    ok(app_db.cli("downgrade", "--to", US001_HEAD))
+    assert names(app_db) != original  # the rollback did not give the names back
+    result = app_db.verify(f"--to={US001_HEAD}")
+    assert result.returncode == 1, (
+        "verification passed a rollback that lost every rewritten product name:\n" + result.output[-1500:]
+    )
+
+
+@pytest.mark.usefixtures("fifth")
+def test_downgrade_killed_in_a_first_data_phase_is_not_left_marked_applied(app_db: Db) -> None:
+    """run_phases marks 'reverting' only in a Ddl phase: a downgrade whose first phase is
+    Batches (restore the data, then drop the copy: the natural order) is killed after its first
+    batch with the ledger still saying 'applied'. Half the names are back, their saved copies
+    deleted; `status` says applied, `upgrade` says nothing to do."""
+    with_products(app_db)
+    ok(app_db.cli("upgrade"))
+    killed = app_db.cli(
+        "downgrade", "--to", US001_HEAD, "--batch-size", "1", env={"AZAK_FAULT_AT": "after-batch:1"}
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert app_db.value("SELECT count(*) FROM product_name_backup") < 3  # part of it is reverted
+    assert ledger(app_db)["normalise_product_names"] == "reverting", (
+        f"a half-reverted migration is recorded as {ledger(app_db)['normalise_product_names']!r}; "
+        f"status: {app_db.cli('status').stdout}"
+    )
+
+
+@pytest.mark.usefixtures("fifth")
+def test_the_fifth_migrations_batches_are_attacked_by_the_fault_tests(app_db: Db) -> None:
+    """tests/test_survives_faults.py attacks a data phase at 'inside-batch:2' / 'after-batch:2'
+    (runner.fault names no migration): with two migrations that have batches, every such point
+    kills the FIRST one's batch (stocks.priority), and the new migration's batches are never
+    attacked, although the README promises it ("kills the runner at every fault point of the
+    new migration")."""
+    from tests.test_survives_faults import fault_points
+
+    points = fault_points("up")
+    start = points.index("before:normalise_product_names:up:1")  # its Batches phase
+    inside = points[start + 1]
+    killed = app_db.cli("upgrade", "--batch-size", "64", env={"AZAK_FAULT_AT": inside})  # as that test runs
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert ledger(app_db).get("normalise_product_names") == "applying", (
+        f"the point {inside!r}, listed for normalise_product_names, killed the run elsewhere: "
+        f"ledger {ledger(app_db)}; fault points listed twice: "
+        f"{sorted({p for p in points if points.count(p) > 1})}"
+    )
