@@ -122,3 +122,55 @@ def test_the_fifth_migrations_batches_are_attacked_by_the_fault_tests(app_db: Db
         f"ledger {ledger(app_db)}; fault points listed twice: "
         f"{sorted({p for p in points if points.count(p) > 1})}"
     )
+
+
+# -- (c) correct deployments that verification fails ---------------------------------------------
+
+
+@pytest.fixture
+def etl_role(deployed_db: Db) -> Iterator[str]:
+    """A login role with its own schema, as an ETL job has: a staging copy of stocks in it."""
+    name = f"azak_etl_{uuid.uuid4().hex[:8]}"
+    deployed_db.execute(
+        f"CREATE ROLE {name} LOGIN; CREATE SCHEMA {name} AUTHORIZATION {name};"
+        f" CREATE TABLE {name}.stocks (code varchar(10));"
+    )
+    try:
+        yield name
+    finally:
+        deployed_db.execute(f"DROP SCHEMA {name} CASCADE; DROP OWNED BY {name}; DROP ROLE {name};")
+
+
+def test_database_search_path_with_public_first_does_not_blame_a_login_roles_schema(
+    deployed_db: Db, etl_role: str
+) -> None:
+    """The database's default search_path puts public FIRST (`public, "$user"`): every session
+    of this database resolves stocks to public.stocks, whatever schemas login roles own.
+    test_sessions_find_the_deployments_tables_in_public still judges PostgreSQL's built-in
+    `"$user", public` (which no session of this database uses), expands "$user" to every
+    login role, and blames the ETL role's own schema: a false alarm."""
+    db = dbname_of(deployed_db)
+    deployed_db.execute(f'ALTER DATABASE {db} SET search_path = public, "$user"')
+    result = deployed_db.verify()
+    assert result.returncode == 0, "a correct deployment failed:\n" + result.output[-1500:]
+
+
+def dbname_of(db: Db) -> str:
+    assert db.url.database is not None
+    return db.url.database
+
+
+def test_verifying_from_another_time_zone_is_not_a_difference(
+    app_db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The application's stocks has a timestamptz column with a literal default (a CHECK or an
+    index predicate would do the same). The catalog renders it in the session's TimeZone, and
+    catalog.read pins only search_path: the before-image was taken in UTC (upgrade on the CI
+    runner), verification runs where PGTZ is Asia/Seoul (the team's laptops), and the
+    untouched column `stocks.listed_since` is reported changed."""
+    app_db.execute("ALTER TABLE stocks ADD COLUMN listed_since timestamptz DEFAULT '2000-01-01 00:00+00'")
+    monkeypatch.setenv("PGTZ", "UTC")
+    ok(app_db.cli("upgrade"))
+    monkeypatch.setenv("PGTZ", "Asia/Seoul")
+    result = app_db.verify()
+    assert result.returncode == 0, "a correct deployment failed:\n" + result.output[-1500:]
