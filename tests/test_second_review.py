@@ -199,3 +199,47 @@ def test_priority_written_while_the_column_is_still_live_is_not_blamed(app_db: D
     app_db.execute("UPDATE stocks SET priority = 4 WHERE code = '005930'")  # was 5
     result = app_db.verify("--to=add_product_info_table")
     assert "test_priority::test_every_priority_is_as_before" not in result.failed, result.output[-1500:]
+
+
+# -- (d) hostile input ----------------------------------------------------------------------------
+
+
+def one_line_bomb(path: Path, size: int) -> None:
+    """A small .sql.gz that inflates to a pg_dump header and ONE line of `size` bytes."""
+    with gzip.open(path, "wb", compresslevel=9) as out:
+        out.write(b"-- PostgreSQL database dump\n\nSELECT '")
+        chunk = b"a" * (1 << 24)
+        for _ in range(size // len(chunk)):
+            out.write(chunk)
+        out.write(b"';\n")
+
+
+def test_restore_of_a_gzip_bomb_is_refused_in_bounded_memory(app_db: Db, tmp_path: Path) -> None:
+    """A 2 MB backup file that inflates to one 1.5 GB line (no newline): `restore` reads
+    "the whole file first" with `for raw in source` (a line at a time), so the line is held
+    whole, then copied again into the statement buffer. On the production host it takes
+    gigabytes of memory before anything is refused; under a 1 GB address-space limit it dies
+    with a MemoryError traceback instead of one `error:` line."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    bomb = tmp_path / "azak_backup_20250101_000000.sql.gz"
+    one_line_bomb(bomb, 3 << 29)
+    assert bomb.stat().st_size < 4 << 20
+    limit = 1 << 30
+    code = (
+        "import resource, runpy, sys; "
+        f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit})); "
+        f"sys.argv = ['migrations', 'restore', {str(bomb)!r}, '--yes', '--record', 'none', "
+        f"'--db-url', {app_db.text_url!r}]; "
+        "runpy.run_module('migrations', run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode in (1, 2) and "Traceback" not in done.stderr, (
+        f"exit {done.returncode}: {done.stderr[-800:]}"
+    )
+    assert done.stderr.startswith("error: "), done.stderr[-800:]
