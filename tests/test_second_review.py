@@ -243,3 +243,22 @@ def test_restore_of_a_gzip_bomb_is_refused_in_bounded_memory(app_db: Db, tmp_pat
         f"exit {done.returncode}: {done.stderr[-800:]}"
     )
     assert done.stderr.startswith("error: "), done.stderr[-800:]
+
+
+def test_a_role_that_owns_nothing_is_not_told_the_deployment_is_absent(deployed_db: Db) -> None:
+    """A login role with no grant at all (CONNECT through PUBLIC only) verifies a correct
+    deployment. The checks it cannot run fail with 'permission denied' (fair: not verified),
+    but the report's "what to do now" reads the unreadable ledger as empty and tells the
+    operator 'The ledger records no US-001 migration: nothing to roll back', then to restore
+    the newest backup: advice to undo a correct deployment, on a fact it never read."""
+    from migrations.rehearse import run_verification
+
+    name = f"azak_none_{uuid.uuid4().hex[:8]}"
+    deployed_db.execute(f"CREATE ROLE {name} LOGIN")
+    try:
+        done = run_verification(deployed_db.url.set(username=name))
+    finally:
+        deployed_db.execute(f"DROP OWNED BY {name}; DROP ROLE {name};")
+    said = done.stdout + done.stderr
+    assert "permission denied" in said
+    assert "records no US-001 migration" not in said, said[-1200:]
