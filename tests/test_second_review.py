@@ -262,3 +262,34 @@ def test_a_role_that_owns_nothing_is_not_told_the_deployment_is_absent(deployed_
     said = done.stdout + done.stderr
     assert "permission denied" in said
     assert "records no US-001 migration" not in said, said[-1200:]
+
+
+def test_restore_check_follows_standard_conforming_strings_as_psql_does(app_db: Db, tmp_path: Path) -> None:
+    """The file's own `SET standard_conforming_strings = off` makes `\\'` an escaped quote for
+    psql (which follows the server's setting) but not for the restore's reader, which always
+    reads '...' as standard strings. `SELECT 'a\\'';` is then a closed string to psql and an
+    open one to the reader: the `\\!` line after it passes `restore`'s check ("refuses psql
+    meta-commands such as \\!"), and the runbook's `gunzip` + `psql -f` of the same file runs
+    the shell command."""
+    import subprocess
+
+    from migrations import backup as backups
+
+    ok(app_db.cli("backup", "--dir", str(tmp_path), "--record", "none"))
+    dump = gzip.decompress(next(tmp_path.glob("azak_backup_*.sql.gz")).read_bytes())
+    marker = tmp_path / "pwned"
+    injected = (
+        b"BEGIN;\nSET standard_conforming_strings = off;\nSELECT 'a\\'';\n"
+        + f"\\! touch {marker}\n".encode()
+        + b"';\nSET standard_conforming_strings = on;\n"
+    )
+    crafted = tmp_path / "crafted.sql"
+    crafted.write_bytes(dump.replace(b"BEGIN;\n", injected, 1))
+
+    # the runbook's way runs the shell command (psql stops later, on the leftover quote)
+    psql_url = app_db.text_url.replace("postgresql+psycopg2", "postgresql", 1)
+    subprocess.run(["psql", "-X", "-q", "-d", psql_url, "-f", str(crafted)], capture_output=True, check=False)
+    assert marker.exists(), "psql did not run the meta-command: the crafted file is not what it claims"
+
+    with pytest.raises(backups.DumpError):
+        backups.check(crafted, require_table="stocks")
