@@ -124,6 +124,27 @@ def test_the_fifth_migrations_batches_are_attacked_by_the_fault_tests(app_db: Db
     )
 
 
+SIXTH = "tests.second_review.widen_and_list"
+
+
+def test_a_later_migration_that_changes_an_earlier_fact_is_adopted_when_made_by_hand(
+    app_db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 6 widens product_info.prdt_name (`changes=`) and creates product_listing with
+    a foreign key to product_info. Applied by hand exactly as its contract says, it should be
+    adopted ("tables created by hand are adopted if they match exactly"); check_drift first
+    judges the APPLIED migrations without the pending one's changes and refuses, blaming
+    add_product_info_table for the width migration 6 declares. (Deployed by the runner, the
+    same migration upgrades, verifies, rolls back and restores correctly.)"""
+    from tests.second_review.widen_and_list import UPGRADE
+
+    monkeypatch.setenv(EXTRA_ENV, f"{FIFTH},{SIXTH}")
+    ok(app_db.cli("upgrade", "--to", "normalise_product_names"))
+    app_db.execute(UPGRADE[0].sql)  # the DBA ran the reviewed SQL by hand
+    done = app_db.cli("upgrade")
+    assert done.returncode == 0 and "adopted widen_and_list" in done.stdout, done.stdout + done.stderr
+
+
 # -- (c) correct deployments that verification fails ---------------------------------------------
 
 
