@@ -154,6 +154,15 @@ def open_dump(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
+# pg_dump's longest line is one row of COPY data; a larger one is no dump (a gzip bomb).
+MAX_LINE = 64 << 20
+MAX_STATEMENT = 256 << 20
+# The tracking of quotes assumes standard_conforming_strings on, as pg_dump sets it; a
+# statement turning it (or backslash_quote, escape_string_warning) any other way is refused.
+LITERAL_RULES = re.compile(rb"standard_conforming_strings|backslash_quote", re.I)
+SCS_ON = re.compile(rb"^\s*SET\s+standard_conforming_strings\s*(=|TO)\s*'?on'?\s*;\s*$", re.I)
+
+
 def events(path: Path) -> Iterator[Event]:
     """The dump's statements, meta-commands and COPY data, in order; DumpError at the first
     thing pg_dump would not write, or at a truncated end. Quoting (single, E'', double,
@@ -163,10 +172,17 @@ def events(path: Path) -> Iterator[Event]:
     buffer: list[bytes] = []
     lineno = 0
     last: list[bytes] = []  # the last non-empty lines: the end mark is a comment among them
+    held = 0  # bytes of the statement being read: a file is read in bounded memory
     with open_dump(path) as source:
         try:
-            for raw in source:
+            for raw in iter(lambda: source.readline(MAX_LINE + 1), b""):
                 lineno += 1
+                held = held + len(raw) if mode != "copy" else 0
+                if len(raw) > MAX_LINE or held > MAX_STATEMENT:
+                    raise DumpError(
+                        f"{path} line {lineno}: a line or statement longer than pg_dump writes"
+                        f" ({MAX_STATEMENT >> 20} MiB at most); refused, nothing changed"
+                    )
                 if mode == "copy":
                     if raw.rstrip(b"\r\n") == b"\\.":
                         mode = "sql"
@@ -216,7 +232,13 @@ def events(path: Path) -> Iterator[Event]:
                             )
                         elif c == b";":
                             statement = b"".join(buffer) + line[: i + 1]
-                            buffer, line, n, i = [], line[i + 1 :], len(line) - i - 1, 0
+                            buffer, line, n, i, held = [], line[i + 1 :], len(line) - i - 1, 0, 0
+                            if LITERAL_RULES.search(bare(statement)) and not SCS_ON.match(bare(statement)):
+                                raise DumpError(
+                                    f"{path} line {lineno}: {shown(bare(statement))} changes how string"
+                                    " literals are read (pg_dump sets standard_conforming_strings on);"
+                                    " refused, nothing changed"
+                                )
                             yield Event("sql", lineno - bare(statement).count(b"\n"), statement)
                             if COPY_STDIN.match(bare(statement)):
                                 if line.strip():

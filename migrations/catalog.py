@@ -168,9 +168,14 @@ SELECT 'type', '', t.typname,
 FROM pg_catalog.pg_type t WHERE t.typnamespace = 'public'::regnamespace AND t.typtype = 'e'
 """
 
-# Rendered with an empty search_path: every name in a definition is schema-qualified,
-# whatever the session's search_path is. SET LOCAL ends with the transaction.
-PIN = "SELECT pg_catalog.set_config('search_path', '', true)"
+# Rendered with an empty search_path (every name in a definition schema-qualified) and fixed
+# settings for the literals it prints (a timestamptz default in UTC), whatever the session's
+# are. Local to the transaction.
+PIN = (
+    "SELECT pg_catalog.set_config(name, value, true) FROM (VALUES ('search_path', ''),"
+    " ('TimeZone', 'UTC'), ('DateStyle', 'ISO, YMD'), ('IntervalStyle', 'postgres'),"
+    " ('extra_float_digits', '1')) AS pinned(name, value)"
+)
 
 
 def from_rows(rows: Iterable[tuple[Any, ...]]) -> Image:

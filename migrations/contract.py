@@ -31,7 +31,9 @@ class Rewrite:
     table: str
     key: str
     column: str
-    writes: str  # the value the migration writes (as text): rows already holding it are not changed
+    # the value the migration writes (as text): rows already holding it are not changed; None
+    # when it writes a value of its own to each row (every row then counts)
+    writes: str | None = None
 
     def __str__(self) -> str:
         return f"{self.table}.{self.column}"

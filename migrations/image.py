@@ -43,8 +43,11 @@ def digest_sql(table: str, key: str, column: str, where: sql.Composable) -> sql.
     ).format(k=sql.Identifier(key), c=sql.Identifier(column), t=sql.Identifier("public", table), w=where)
 
 
-def changed_rows(rw: Rewrite) -> sql.Composed:
-    """The rows `rw` changes: its column is not yet the value the migration writes."""
+def changed_rows(rw: Rewrite) -> sql.Composable:
+    """The rows `rw` changes: its column is not yet the value the migration writes (all rows,
+    when it writes each row a value of its own)."""
+    if rw.writes is None:
+        return sql.SQL("true")
     return sql.SQL("{}::text IS DISTINCT FROM {}").format(sql.Identifier(rw.column), sql.Literal(rw.writes))
 
 

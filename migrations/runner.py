@@ -248,19 +248,20 @@ class Runner:
         applied = [m for m in self.migrations if m.name in entries and entries[m.name].state == "applied"]
         unfinished = [m for m in self.migrations if m.name in entries and m not in applied]
         in_flux = {k for m in unfinished for k in m.contract.keys}
-        problems = judge(applied, found, in_flux)
-        adoptable, head = [], fold(m.contract for m in applied)
-        for m in self.migrations:
+        adoptable: list[Migration] = []
+        problems: list[str] = []
+        for m in self.migrations:  # in order: a made-by-hand migration may change an earlier fact
             made = [t for t in m.contract.created_tables() if catalog.Key("table", t) in found]
             if m.name in entries or not made:
                 continue
-            diffs = judge([m], found, set(), start=head, missing=PARTIAL)
             if m.has_data_phases:
                 problems.append(f"{m.name}: {', '.join(made)} exist, but it changes rows: cannot be adopted")
-            elif diffs:
-                problems += diffs
-            else:
+            elif not judge([*applied, *adoptable, m], found, in_flux, missing=PARTIAL):
                 adoptable.append(m)
+            else:
+                head = fold(c.contract for c in [*applied, *adoptable])
+                problems += judge([m], found, set(), start=head, missing=PARTIAL)
+        problems = judge([*applied, *adoptable], found, in_flux) + problems
         if problems:
             raise DeployError(
                 "the database differs from the migrations; nothing was changed:\n  " + "\n  ".join(problems)
@@ -285,6 +286,8 @@ class Runner:
             if isinstance(phase, Ddl):
                 self.run_ddl(migration, phase, where, state, started, first or last)
             else:
+                if first and not last:  # a data phase first: say 'applying' / 'reverting' before it
+                    self.finish(migration, marks[0], started)
                 self.run_batches(migration, phase)
                 if last:
                     self.finish(migration, state, started)
@@ -348,11 +351,11 @@ class Runner:
                 row = cur.fetchone()
                 assert row is not None, "a batch statement returns one row"
                 last, changed = row
-                fault(f"inside-batch:{n}")
+                fault(f"inside-batch:{migration.name}:{n}")
                 return last, changed
 
             last, changed = self.transaction(work, f"{migration.name} batch {batch}")
-            fault(f"after-batch:{batch}")
+            fault(f"after-batch:{migration.name}:{batch}")
             if last is None:
                 break
             after, total = last, total + changed

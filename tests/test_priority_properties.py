@@ -82,7 +82,7 @@ def test_crash_between_or_inside_batches_resumes_losslessly(
 ) -> None:
     before = fill(stocks_db, rows)
     tuned = settings_for(batch_size)
-    point = f"{moment}:{crash_at}"
+    point = f"{moment}:deprecate_priority_column:{crash_at}"
 
     seen: list[str] = []
 
@@ -105,7 +105,7 @@ def test_crash_between_or_inside_batches_resumes_losslessly(
     monkeypatch.undo()
     # the hook is really there: a batch fault point of this kind was met, and the run died at
     # ours unless it had fewer batches than crash_at
-    reached = [int(p.split(":")[1]) for p in seen if p.startswith(f"{moment}:")]
+    reached = [int(p.rsplit(":", 1)[1]) for p in seen if p.startswith(f"{moment}:deprecate_priority_column:")]
     assert reached, f"no {moment} fault point was met: {seen}"
     assert (point in seen) == (crash_at <= max(reached)), seen
     with stocks_db.runner(tuned) as r:

@@ -36,7 +36,8 @@ def fault_points(direction: str) -> list[str]:
         for index, phase in enumerate(m.upgrade if direction == "up" else m.downgrade):
             where = f"{m.name}:{direction}:{index}"
             points.append(f"before:{where}")
-            points += [f"inside:{where}"] if isinstance(phase, Ddl) else ["inside-batch:2", "after-batch:2"]
+            batch = [f"inside-batch:{m.name}:2", f"after-batch:{m.name}:2"]
+            points += [f"inside:{where}"] if isinstance(phase, Ddl) else batch
     return points
 
 
@@ -121,7 +122,7 @@ def paused(db: Db, *args: str, at: str) -> Iterator[subprocess.Popen[str]]:
 
 @pytest.mark.parametrize("second", [("upgrade",), ("downgrade", "--to", "base")])
 def test_concurrent_run_waits_then_stops_and_nothing_runs_twice(app_db: Db, second: tuple[str, ...]) -> None:
-    with paused(app_db, "upgrade", *BATCH, at="after-batch:1") as first:
+    with paused(app_db, "upgrade", *BATCH, at="after-batch:deprecate_priority_column:1") as first:
         other = app_db.cli(*second, "--lock-wait", "1")
     assert first.returncode == 0
     assert other.returncode == 1
@@ -277,7 +278,7 @@ def test_writes_during_the_priority_step_keep_the_contract(app_db: Db) -> None:
     deployment keeps 1 (the only value it ever had in the database)."""
     before = dict(app_db.execute("SELECT code, priority FROM stocks"))
     last = max(before)
-    with paused(app_db, "upgrade", *BATCH, at="after-batch:1") as run:
+    with paused(app_db, "upgrade", *BATCH, at="after-batch:deprecate_priority_column:1") as run:
         app_db.execute("UPDATE stocks SET priority = 4 WHERE code = %s", (last,))
         app_db.execute(
             "INSERT INTO stocks (code, name, priority, is_active, created_at, updated_at)"

@@ -117,6 +117,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Connect once, before any check: bad input or an unreachable database is one line."""
     config.addinivalue_line("markers", "needs(key, ...): the check tries objects the state must have")
+    config.addinivalue_line("markers", "at_base: the check judges a complete rollback only")
     config.addinivalue_line(
         "markers", "applied(name, not_=False): the check holds while NAME is (not) applied"
     )
@@ -204,6 +205,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             for name in mark.args
         ]
         fits = all(plan.expects(k) for k in needed) and all(plan.is_applied(n) != no for n, no in applied)
+        fits = fits and (plan.target == "base" or item.get_closest_marker("at_base") is None)
         (keep if fits else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)

@@ -145,6 +145,7 @@ class DeploymentReport:
         self.targets = {mask(t.url): t for t in targets}
         self.urls: dict[str, URL] = {mask(t.url): t.url for t in targets}
         self.ledgers: dict[str, list[str]] = {}
+        self.unreadable: dict[str, str] = {}  # databases whose ledger this role may not read
         self.facts: dict[str, str] = {
             "Environment": config.getoption("--env-name"),
             "Executor": executor,
@@ -170,6 +171,8 @@ class DeploymentReport:
             prefix = f"{name}: " if fleet else ""
             version = f"{prefix}{target.value('SHOW server_version')}"
             state, self.ledgers[name] = read_ledger(target)
+            if state.startswith("unreadable"):
+                self.unreadable[name] = state
             self.facts["Server version"] = "; ".join(
                 filter(None, [self.facts.get("Server version"), version])
             )
@@ -216,11 +219,11 @@ class DeploymentReport:
         expect = "rolled-back" if target_name(self.config) == "base" else "upgraded"
         failed_dbs = list(self.failed_databases()) or list(self.targets)
         if not self.failed:
-            steps = [Step(f"Nothing to do: the database is {expect} as US-001 requires.")]
+            steps = [Step(f"Nothing to do: the database is as the migrations require ({expect}).")]
             if expect == "upgraded":
                 steps.append(
                     Step(
-                        "Should the application misbehave later, roll all of US-001 back:",
+                        "Should the application misbehave later, roll every migration back:",
                         [self.command(name, "downgrade --to base") for name in failed_dbs],
                     )
                 )
@@ -245,10 +248,17 @@ class DeploymentReport:
                 text = f"Roll back{where} the last migration ({last})"
                 if previous != "base":
                     commands.append(self.command(name, "downgrade --to base"))
-                    text += ", or all of US-001"
+                    text += ", or all of them"
                 steps.append(Step(text + ":", commands))
+            elif name in self.unreadable:
+                steps.append(
+                    Step(
+                        f"This role may not read the ledger{where} ({self.unreadable[name]}): verify with a"
+                        " role that may (SELECT on every table of public) before rolling anything back."
+                    )
+                )
             else:
-                steps.append(Step(f"The ledger{where} records no US-001 migration: nothing to roll back."))
+                steps.append(Step(f"The ledger{where} records no migration: nothing to roll back."))
         backups = {name: self.newest_backup(name) for name in failed_dbs}
         missing = next((path for path, found in backups.values() if not found), None)
         steps.append(

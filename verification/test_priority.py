@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from psycopg2 import sql
 
-from migrations.image import changed_rows, digest_sql
+from migrations.image import digest_sql
 from verification.db import Target
 from verification.state import State
 
@@ -32,13 +32,6 @@ FROM public.stocks_priority_backup s
 FULL JOIN (SELECT * FROM was WHERE priority IS DISTINCT FROM 1) w ON w.code = s.code
 WHERE s.priority IS DISTINCT FROM w.priority
   AND (s.code IS NOT NULL OR EXISTS (SELECT 1 FROM public.stocks t WHERE t.code = w.code))
-ORDER BY 1 LIMIT 5
-"""
-NOW_VS_BEFORE = """
-WITH was AS (SELECT key AS code, value::int AS priority FROM jsonb_each_text(CAST(:image AS jsonb)))
-SELECT format('%s: %s, before the deploy %s', s.code, coalesce(s.priority::text, 'NULL'), w.priority)
-FROM was w JOIN public.stocks s ON s.code = w.code
-WHERE s.priority IS DISTINCT FROM w.priority
 ORDER BY 1 LIMIT 5
 """
 
@@ -82,12 +75,3 @@ def test_saved_priorities_are_the_originals(state: State, target: Target) -> Non
     found = target.rows(digest_sql(BACKUP, "code", "priority", sql.SQL("true")))[0]
     wrong = differences(state, target, SAVED_VS_BEFORE, found) if list(found) != digest else []
     assert not wrong, "each saved priority should be the stock's value before the deploy; " + "; ".join(wrong)
-
-
-@pytest.mark.applied(MIGRATION, not_=True)
-def test_every_priority_is_as_before(state: State, target: Target) -> None:
-    digest = before(state)
-    rewrite = next(rw for m in state.chain for rw in m.contract.rewrites if str(rw) == REWRITE)
-    found = target.rows(digest_sql(rewrite.table, rewrite.key, rewrite.column, changed_rows(rewrite)))
-    wrong = differences(state, target, NOW_VS_BEFORE, found[0]) if list(found[0]) != digest else []
-    assert not wrong, "every stock should have its priority of before the deploy back; " + "; ".join(wrong)

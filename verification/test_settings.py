@@ -39,23 +39,41 @@ def test_sessions_fire_triggers_and_check_foreign_keys(target: Target) -> None:
     )
 
 
-def schemas_before_public(setting: str, role: str, logins: list[str]) -> list[str]:
-    """The schemas a search_path lists before public ("$user": the role, or any login role)."""
+# search_path defaults by specificity (role and this database, role, this database).
+PATHS = """
+SELECT coalesce(r.rolname, ''), s.setdatabase <> 0, cfg
+FROM pg_catalog.pg_db_role_setting s
+LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole,
+     unnest(s.setconfig) cfg
+WHERE (d.datname = current_database() OR s.setdatabase = 0) AND cfg LIKE 'search_path=%'
+"""
+BUILT_IN = "SELECT 'search_path=' || boot_val FROM pg_catalog.pg_settings WHERE name = 'search_path'"
+
+
+def effective_paths(target: Target) -> dict[str, str]:
+    """Each login role's search_path in this database, as PostgreSQL picks it: set for the role
+    in this database, else for the role, else for the database, else the built-in default."""
+    found = {(role, here): cfg for role, here, cfg in target.rows(PATHS)}
+    built_in = str(target.value(BUILT_IN))
+    return {
+        role: found.get((role, True)) or found.get((role, False)) or found.get(("", True)) or built_in
+        for (role,) in target.rows(LOGIN_ROLES)
+    }
+
+
+def schemas_before_public(setting: str, role: str) -> list[str]:
+    """The schemas a search_path lists before public ("$user" is the role)."""
     names = [part.strip().strip('"') for part in setting.split("=", 1)[1].split(",")]
     before = names[: names.index("public")] if "public" in names else names
-    expanded = [(logins if not role else [role]) if name == "$user" else [name] for name in before]
-    return [name for group in expanded for name in group if name != "pg_catalog"]
+    return [role if name == "$user" else name for name in before if name not in ("pg_catalog", "")]
 
 
 def test_sessions_find_the_deployments_tables_in_public(state: State, target: Target) -> None:
     tables = sorted(state.judged_tables)
-    logins = [row[0] for row in target.rows(LOGIN_ROLES)]
-    defaults = [*target.rows(DEFAULTS, name="search_path"), ("", 'search_path="$user", public')]
     shadowed = []
-    for role, setting in defaults:
-        schemas = schemas_before_public(setting, role, logins)
+    for role, setting in effective_paths(target).items():
+        schemas = schemas_before_public(setting, role)
         found = [row[0] for row in target.rows(SHADOWS, schemas=schemas, tables=tables)] if schemas else []
         shadowed += [f"{who(role)} ({setting}) resolves {name.split('.')[1]} to {name}" for name in found]
-    assert not shadowed, "sessions should find the deployment's tables in public; " + "; ".join(
-        dict.fromkeys(shadowed)
-    )
+    assert not shadowed, "sessions should find the deployment's tables in public; " + "; ".join(shadowed)

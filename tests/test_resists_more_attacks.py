@@ -14,7 +14,7 @@ import pytest
 from migrations.steps import EXTRA_ENV, load_all
 from tests.conftest import Db
 
-FIFTH = "tests.second_review.normalise_product_names"
+FIFTH = "tests.later_changes.normalise_product_names"
 US001_HEAD = "deprecate_priority_column"
 MESSY = {"005930": "  Samsung Elec  ", "000660": "sk hynix", "035420": "Naver ", "051910": None}
 
@@ -124,7 +124,7 @@ def test_the_fifth_migrations_batches_are_attacked_by_the_fault_tests(app_db: Db
     )
 
 
-SIXTH = "tests.second_review.widen_and_list"
+SIXTH = "tests.later_changes.widen_and_list"
 
 
 def test_a_later_migration_that_changes_an_earlier_fact_is_adopted_when_made_by_hand(
@@ -136,7 +136,7 @@ def test_a_later_migration_that_changes_an_earlier_fact_is_adopted_when_made_by_
     judges the APPLIED migrations without the pending one's changes and refuses, blaming
     add_product_info_table for the width migration 6 declares. (Deployed by the runner, the
     same migration upgrades, verifies, rolls back and restores correctly.)"""
-    from tests.second_review.widen_and_list import UPGRADE
+    from tests.later_changes.widen_and_list import UPGRADE
 
     monkeypatch.setenv(EXTRA_ENV, f"{FIFTH},{SIXTH}")
     ok(app_db.cli("upgrade", "--to", "normalise_product_names"))
@@ -204,9 +204,9 @@ def test_verification_at_the_first_migration_passes(app_db: Db) -> None:
     exist yet at this state: 'relation "financial_ratios" does not exist', a false failure."""
     ok(app_db.cli("upgrade", "--to", "add_product_info_table"))
     result = app_db.verify("--to=add_product_info_table")
-    assert "test_behaviour::test_deleting_a_stock_cascades[product_info]" not in result.failed, (
-        result.output[-1500:]
-    )
+    assert "test_behaviour::test_deleting_a_stock_cascades[product_info]" not in result.failed, result.output[
+        -1500:
+    ]
     assert result.returncode == 0, result.output[-1500:]
 
 
