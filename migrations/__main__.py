@@ -210,10 +210,10 @@ def run(args: argparse.Namespace) -> None:
 def change(url: URL, args: argparse.Namespace) -> str:
     """Carry out a command that changes the database; the sentence that says what was done."""
     if args.command == "backup":
+        path = backups.backup(url, args.dir)
         kept = backups.keep_before_image(url, args.dir)  # beside the dump: it serves as the before-image
         if kept:
             print(f"Before-image of {mask(url)} kept in {kept}.")
-        path = backups.backup(url, args.dir)
         return f"Backup of {mask(url)}: {path} ({path.stat().st_size:,} bytes), checked."
     if args.command == "restore":
         if not args.yes:

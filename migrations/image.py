@@ -185,15 +185,19 @@ def newest(
     where: Path | list[Path] | None = None,
     before: str | None = None,
     identity: str | None = None,
+    applied: list[str] | None = None,
 ) -> BeforeImage | None:
-    """The newest image of `database` (of that server, given its `identity`) in the folder,
-    taken at base, or (`before`) while that migration was not applied yet: the values it
-    rewrites as they were just before it."""
+    """The newest image of `database` (of that server, given its `identity`) in the folders:
+    taken at base; or (`before`) while that migration was not applied yet; or (`applied`)
+    while exactly those migrations were, i.e. just before the next one ran."""
     folders = where if isinstance(where, list) else [where or directory()]
     for path in candidates(database, folders):
         image = load(path)
         if identity and image.identity and image.identity != identity:
             continue  # a same-named database of another server
-        if (before is None and not image.applied) or (before is not None and before not in image.applied):
+        if applied is not None:
+            if image.applied == applied:
+                return image
+        elif (before is None and not image.applied) or (before is not None and before not in image.applied):
             return image
     return None

@@ -375,9 +375,8 @@ class Runner:
             self.check_preconditions([m for m in self.migrations[: target + 1] if m.name not in entries])
             self.refuse_changed("upgrade", self.migrations, entries)
             adoptable = self.check_drift(entries)
-            todo = [m for m in self.migrations[: target + 1] if m.name not in entries]
-            if todo and (not entries or any(m.contract.rewrites for m in todo)):
-                self.keep_before_image(list(entries))
+            if not entries and target >= 0:
+                self.keep_before_image([])  # the yardstick of everything
             done = []
             for m in self.migrations[: target + 1]:
                 entry = entries.get(m.name)
@@ -386,6 +385,10 @@ class Runner:
                 if m in adoptable:
                     self.adopt(m)
                 else:
+                    if m.contract.rewrites and m.name not in entries:  # its values, just before it
+                        self.keep_before_image(
+                            [n.name for n in self.migrations if n.name in entries or n.name in done]
+                        )
                     self.say(f"→ {m.name}")
                     self.run_phases(m, "up")
                 done.append(m.name)
@@ -395,7 +398,7 @@ class Runner:
 
     def keep_before_image(self, applied: list[str]) -> None:
         """Save the database as it is before the first migration (verification's yardstick),
-        and again before a migration that rewrites values (as they are just before it)."""
+        and again just before a migration that rewrites values (they are judged against it)."""
         rewrites = [rw for m in self.migrations for rw in m.contract.rewrites]
         kept = self.transaction(lambda cur: image.keep(cur, rewrites, applied), "keep the before-image")
         self.say(f"  before-image kept in {kept.path}")

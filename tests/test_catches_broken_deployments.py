@@ -43,7 +43,7 @@ SHADOWED = "test_settings::test_sessions_find_the_deployments_tables_in_public"
 LEDGER = "test_ledger::test_ledger_records_exactly_the_state"
 ALL_ONE = "test_priority::test_every_priority_is_1"
 SAVED = "test_priority::test_saved_priorities_are_the_originals"
-AS_BEFORE = "test_rewrites::test_rewritten_values_are_as_before"
+AS_BEFORE = "test_rewrites::test_rewritten_values_are_as_before[stocks.priority]"
 IMAGE = "test_tables::test_before_image_is_known"
 
 

@@ -36,7 +36,7 @@ def fault_points(direction: str) -> list[str]:
         for index, phase in enumerate(m.upgrade if direction == "up" else m.downgrade):
             where = f"{m.name}:{direction}:{index}"
             points.append(f"before:{where}")
-            batch = [f"inside-batch:{m.name}:2", f"after-batch:{m.name}:2"]
+            batch = [f"inside-batch:{m.name}:1", f"after-batch:{m.name}:1"]  # met by every data phase
             points += [f"inside:{where}"] if isinstance(phase, Ddl) else batch
     return points
 

@@ -117,7 +117,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Connect once, before any check: bad input or an unreachable database is one line."""
     config.addinivalue_line("markers", "needs(key, ...): the check tries objects the state must have")
-    config.addinivalue_line("markers", "at_base: the check judges a complete rollback only")
     config.addinivalue_line(
         "markers", "applied(name, not_=False): the check holds while NAME is (not) applied"
     )
@@ -205,7 +204,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             for name in mark.args
         ]
         fits = all(plan.expects(k) for k in needed) and all(plan.is_applied(n) != no for n, no in applied)
-        fits = fits and (plan.target == "base" or item.get_closest_marker("at_base") is None)
         (keep if fits else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -271,6 +269,7 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
         state.waived = True
         return state
     owners = {str(rw): m.name for m in chain for rw in m.contract.rewrites}
+    names = [m.name for m in chain]
     rewrites: dict[str, image.BeforeImage | None]
     before: image.BeforeImage | None
     if explicit:
@@ -278,9 +277,13 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
         rewrites = dict.fromkeys(owners, before)
     else:
         before = image.newest(database, folders, identity=identity)
-        # a rewritten column as it was just before the migration that rewrites it (a deploy
-        # in steps: the application may have written in between)
-        rewrites = {rw: image.newest(database, folders, name, identity) for rw, name in owners.items()}
+        # just before its migration ran (the application may have written since the base image);
+        # at base, failing that, any image of before it
+        rewrites = {
+            rw: image.newest(database, folders, identity=identity, applied=names[: names.index(owner)])
+            or (image.newest(database, folders, owner, identity) if name == "base" else None)
+            for rw, owner in owners.items()
+        }
     why = (
         ""
         if before
