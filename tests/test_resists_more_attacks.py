@@ -93,7 +93,12 @@ def test_downgrade_killed_in_a_first_data_phase_is_not_left_marked_applied(app_d
     with_products(app_db)
     ok(app_db.cli("upgrade"))
     killed = app_db.cli(
-        "downgrade", "--to", US001_HEAD, "--batch-size", "1", env={"AZAK_FAULT_AT": "after-batch:normalise_product_names:1"}
+        "downgrade",
+        "--to",
+        US001_HEAD,
+        "--batch-size",
+        "1",
+        env={"AZAK_FAULT_AT": "after-batch:normalise_product_names:1"},
     )
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     assert app_db.value("SELECT count(*) FROM product_name_backup") < 3  # part of it is reverted
