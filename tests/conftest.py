@@ -185,14 +185,14 @@ def app_db(app_template: NoopExecutor) -> Iterator[Db]:
 
 
 def clone_deployed(template: NoopExecutor) -> Iterator[Db]:
-    """A clone of the deployed template with the template's before-image (taken when the
-    runner deployed it), saved under the clone's name as the kit would have."""
+    """A clone of the deployed template with the template's before-images (taken when the
+    runner deployed it), kept under the clone's name as the kit would have."""
     for db in clone(template):
-        before = image.newest(template.template_dbname)
-        assert before is not None, "the deployed template has no before-image"
-        image.copy_as(
-            before, dbname(db.url), before.identity.replace(template.template_dbname, dbname(db.url), 1)
-        )
+        images = [image.load(p) for p in image.candidates(template.template_dbname, [image.directory()])]
+        assert images, "the deployed template has no before-image"
+        for kept in reversed(images):  # oldest first: the copies keep their order
+            kept_for = kept.identity.replace(template.template_dbname, dbname(db.url), 1)
+            image.copy_as(kept, dbname(db.url), kept_for)
         yield db
 
 
