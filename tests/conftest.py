@@ -17,6 +17,7 @@ import sys
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,18 @@ class Db:
     def snapshot(self) -> snapshot.Snapshot:
         """Schema dump and data fingerprint."""
         return snapshot.take(self.url)
+
+
+@contextmanager
+def throwaway_role(db: Db, prefix: str, setup: str = "", teardown: str = "") -> Iterator[str]:
+    """A login role for one test (roles belong to the server, not to a database), set up with
+    `setup` and dropped afterwards; `{role}` in either SQL stands for its name."""
+    role = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    db.execute(f"CREATE ROLE {role} LOGIN; " + setup.format(role=role))
+    try:
+        yield role
+    finally:
+        db.execute(teardown.format(role=role) + f" DROP OWNED BY {role}; DROP ROLE {role};")
 
 
 def run(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ import pytest
 
 from migrations.dburl import run_outside_transaction
 from tests import test_operations_checks as operations
-from tests.conftest import Db, run
+from tests.conftest import Db, run, throwaway_role
 
 
 @dataclass(frozen=True)
@@ -643,15 +642,12 @@ def test_a_difference_allowed_by_name_passes_and_is_shown(deployed_db: Db) -> No
 @pytest.fixture
 def read_only_role(deployed_db: Db) -> Iterator[str]:
     """A role with CONNECT and SELECT only, as production verifiers often get."""
-    role = f"azak_ro_{uuid.uuid4().hex[:8]}"
-    deployed_db.execute(
-        f"CREATE ROLE {role} LOGIN; GRANT CONNECT ON DATABASE {deployed_db.url.database} TO {role};"
-        f" GRANT USAGE ON SCHEMA public TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
+    grants = (
+        f"GRANT CONNECT ON DATABASE {deployed_db.url.database} TO {{role}};"
+        " GRANT USAGE ON SCHEMA public TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
     )
-    try:
+    with throwaway_role(deployed_db, "azak_ro", grants) as role:
         yield role
-    finally:
-        deployed_db.execute(f"DROP OWNED BY {role}; DROP ROLE {role};")
 
 
 def test_read_only_role_verifies_a_correct_deployment(deployed_db: Db, read_only_role: str) -> None:

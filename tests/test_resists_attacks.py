@@ -1,10 +1,10 @@
 """Attacks a hostile review made: broken deployments that verification must catch, correct
 ones it must pass, and the runner and restore under a role with fewer rights, another
-database's backup, a deploy in steps, a fleet and a same-named database elsewhere."""
+database's backup, a deploy in steps, a fleet and a same-named database elsewhere. A test's
+docstring tells the attack as it was found; its asserts are the behaviour the kit keeps."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import yaml
 from migrations import image
 from migrations.dburl import connect, dbname, mask, run_outside_transaction
 from migrations.steps import load_all
-from tests.conftest import ROOT, Db
+from tests.conftest import ROOT, Db, throwaway_role
 
 SAVED = "test_priority::test_saved_priorities_are_the_originals"
 AS_BEFORE = "test_priority::test_every_priority_is_as_before"
@@ -41,12 +41,8 @@ def must_fail(db: Db, sql: str, *args: str) -> None:
 
 @pytest.fixture
 def role(deployed_db: Db) -> Iterator[str]:
-    name = f"azak_rv_{uuid.uuid4().hex[:8]}"
-    deployed_db.execute(f"CREATE ROLE {name} LOGIN")
-    try:
+    with throwaway_role(deployed_db, "azak_rv") as name:
         yield name
-    finally:
-        deployed_db.execute(f"DROP OWNED BY {name}; DROP ROLE {name};")
 
 
 # -- false alarms on correct deployments --------------------------------------------------------
@@ -244,19 +240,13 @@ def test_backup_check_requires_a_backup_of_this_database(app_db: Db, deployed_db
 def test_upgrade_by_a_role_that_cannot_alter_stocks_changes_nothing(app_db: Db) -> None:
     """A deploy role that may create tables but not alter `stocks`: two migrations are
     committed, the third fails with 'permission denied', a half deployment is left."""
-    name = f"azak_dep_{uuid.uuid4().hex[:8]}"
-    app_db.execute(
-        f"CREATE ROLE {name} LOGIN; GRANT CREATE, USAGE ON SCHEMA public TO {name};"
-        f" GRANT SELECT, REFERENCES ON ALL TABLES IN SCHEMA public TO {name};"
-    )
-    try:
+    grants = "GRANT CREATE, USAGE ON SCHEMA public TO {role}; GRANT SELECT, REFERENCES ON ALL TABLES IN SCHEMA public TO {role};"
+    with throwaway_role(app_db, "azak_dep", grants) as name:
         done = Db(app_db.url.set(username=name)).cli("upgrade")
         assert done.returncode != 0
         assert app_db.value("SELECT to_regclass('public.product_info') IS NULL"), (
             "refused only after committing migrations 1 and 2:\n" + done.stdout + done.stderr
         )
-    finally:
-        app_db.execute(f"DROP OWNED BY {name}; DROP ROLE {name};")
 
 
 def test_deploy_pipeline_keeps_its_backup_and_before_image() -> None:
