@@ -35,12 +35,20 @@ DEFAULT_DIR = Path("data/images")
 STAMP = "%Y%m%d_%H%M%S_%f"
 
 
-def digest_sql(table: str, key: str, column: str, where: sql.Composable) -> sql.Composed:
-    """count and hash sum of (key, column) over the rows `where` selects: equal sets, equal digests."""
+NOTHING = sql.SQL("")
+
+
+def digest_sql(
+    table: str, key: str, column: str, where: sql.Composable, also: sql.Composable = NOTHING
+) -> sql.Composed:
+    """count and hash sum of (key, column) over the rows `where` selects: equal sets, equal
+    digests (after `also`, more aggregates of the same scan)."""
     return sql.SQL(
-        "SELECT count(*), coalesce(sum(hashtextextended({k}::text || ':' || {c}::text, 0)), 0)::text"
+        "SELECT {also}count(*), coalesce(sum(hashtextextended({k}::text || ':' || {c}::text, 0)), 0)::text"
         " FROM {t} WHERE {w}"
-    ).format(k=sql.Identifier(key), c=sql.Identifier(column), t=sql.Identifier("public", table), w=where)
+    ).format(
+        also=also, k=sql.Identifier(key), c=sql.Identifier(column), t=sql.Identifier("public", table), w=where
+    )
 
 
 def changed_rows(rw: Rewrite) -> sql.Composable:
@@ -102,16 +110,21 @@ def keep(cur: Any, rewrites: list[Rewrite], applied: list[str], where: Path | No
     image = BeforeImage(database, taken_at, facts, digests, list(applied), cur.fetchone()[0])
 
     def rows(out: IO[str]) -> None:
-        for rw in present:
-            with cur.connection.cursor(name="azak_before_image") as named:  # streamed, not fetched
-                named.itersize = 10_000
-                named.execute(
-                    sql.SQL("SELECT {}::text, {} FROM {}").format(
-                        sql.Identifier(rw.key), sql.Identifier(rw.column), sql.Identifier("public", rw.table)
-                    )
+        for rw in present:  # the server writes each row's JSON line; COPY streams them to the file
+            cur.copy_expert(
+                sql.SQL(
+                    "COPY (SELECT json_build_array({name}, {k}::text, {c})::text FROM {t})"
+                    " TO STDOUT (FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')"  # JSON never holds them raw
                 )
-                for key, value in named:
-                    out.write(json.dumps([str(rw), key, value], ensure_ascii=False) + "\n")
+                .format(
+                    name=sql.Literal(str(rw)),
+                    k=sql.Identifier(rw.key),
+                    c=sql.Identifier(rw.column),
+                    t=sql.Identifier("public", rw.table),
+                )
+                .as_string(cur),
+                out,
+            )
 
     write(image, rows, where)
     return image
@@ -140,7 +153,7 @@ def write(image: BeforeImage, rows: Any, where: Path | None) -> None:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".image-", suffix=".partial")
         try:
-            with os.fdopen(fd, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as out:
+            with os.fdopen(fd, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8", compresslevel=1) as out:
                 out.write(json.dumps(image.header(), ensure_ascii=False) + "\n")
                 rows(out)
             path = folder / f"azak_image_{image.database}_{datetime.now().strftime(STAMP)}.json.gz"
