@@ -139,8 +139,8 @@ def killed_restore(db: Db, path: Path, rng: random.Random, fault_at: str | None)
     return once its database session is gone, with the kill's moment (s into the transaction)."""
     env = {**os.environ, "DATABASE_URL": db.text_url}
     if fault_at:
-        env["AZAK_FAULT_AT"] = fault_at
-    argv = [sys.executable, "-m", "migrations", "restore", str(path), "--yes"]
+        env["AZAK_FAULT_AT"] = fault_at  # "complete": no fault point, no kill
+    argv = [sys.executable, "-m", "migrations", "restore", str(path), "--yes", "--other-database"]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     moment = -1.0
     try:
@@ -166,7 +166,8 @@ def test_restore_killed_at_any_moment_is_all_or_nothing(
     path, restored = big_backup
     before = app_db.snapshot()
     rng = random.Random(os.environ.get("AZAK_RESTORE_SEED", "11"))
-    moments = ["restore:after-teardown", "restore:before-commit"] + [None] * KILLS
+    # two fault points, one run left to complete (it must restore: the kills then prove something)
+    moments = ["restore:after-teardown", "restore:before-commit", "complete"] + [None] * KILLS
     outcomes, moments_s = [], []
     for fault_at in moments:
         moments_s.append(killed_restore(app_db, path, rng, fault_at))
@@ -178,7 +179,9 @@ def test_restore_killed_at_any_moment_is_all_or_nothing(
             backup.restore(app_db.url, app_backup)  # back to before, for the next kill
         else:
             outcomes.append(f"MIXED: {now.differences(before)[:3]}")
-        if fault_at:
+        if fault_at == "complete":
+            assert outcomes[-1] == "restored", f"an uninterrupted restore left {outcomes[-1]}"
+        elif fault_at:
             assert outcomes[-1] == "before", f"killed before COMMIT ({fault_at}), found {outcomes[-1]}"
     assert all(o in ("before", "restored") for o in outcomes), outcomes
     print(f"restore of {BIG_STOCKS} stocks killed {len(moments)} times: {Counter(outcomes)}")
