@@ -37,6 +37,8 @@ def test_fourth_migration_upgrades_verifies_and_rolls_back(app_db: Db) -> None:
     ok(app_db.cli("downgrade", "--to", US001_HEAD))
     at_us001 = app_db.verify(f"--to={US001_HEAD}")
     assert at_us001.returncode == 0, at_us001.output[-3000:]
+    as_recorded = app_db.verify("--to=ledger")  # the state the ledger says: US-001's head
+    assert as_recorded.returncode == 0 and as_recorded.passed == at_us001.passed, as_recorded.output[-3000:]
     ok(app_db.cli("downgrade", "--to", "base"))
     at_base = app_db.verify("--to=base")
     assert at_base.returncode == 0, at_base.output[-3000:]

@@ -360,3 +360,12 @@ def test_an_unwritable_record_stops_a_command_before_it_changes_anything(app_db:
     )
     assert len(done.stderr.strip().splitlines()) == 1
     assert app_db.value("SELECT to_regclass('public.schema_migrations') IS NULL"), "nothing may change"
+
+
+def test_verification_of_an_interrupted_ledger_state_is_refused_in_one_line(deployed_db: Db) -> None:
+    deployed_db.execute(
+        "UPDATE schema_migrations SET state = 'reverting' WHERE name = 'deprecate_priority_column'"
+    )
+    done = run_verification(deployed_db.url, "--to=ledger")
+    assert done.returncode == 4, done.stdout[-2000:]
+    assert "deprecate_priority_column (reverting): finish it first" in done.stdout + done.stderr

@@ -28,6 +28,7 @@ from verification.state import ALIASES, Judge, State, check, target_name
 
 TARGETS = pytest.StashKey[dict[str, Target]]()  # by masked URL, in the order given
 ALLOWED = pytest.StashKey[list[str]]()  # differences allowed by --allow, as found
+LEDGER_HEAD = pytest.StashKey[str]()  # --to ledger: the state the ledger records
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,9 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--to",
         default=None,
-        metavar="head|base|NAME",
-        help="the state to verify: after migration NAME, 'head' (every migration; the default) "
-        "or 'base' (before the first: a complete rollback)",
+        metavar="head|base|ledger|NAME",
+        help="the state to verify: after migration NAME, 'head' (every migration; the default), "
+        "'base' (before the first: a complete rollback) or 'ledger' (what the ledger records)",
     )
     group.addoption(
         "--expect",
@@ -141,6 +142,8 @@ def pytest_configure(config: pytest.Config) -> None:
             target.close()
         raise pytest.UsageError(str(exc)) from None
     config.stash[TARGETS] = targets
+    if target_name(config) == "ledger":
+        config.stash[LEDGER_HEAD] = ledger_head(list(targets.values()))
     executor = config.getoption("--executor") or getpass.getuser()
     report = DeploymentReport(config, list(targets.values()), executor)
     config.pluginmanager.register(report, "us001-report")
@@ -210,10 +213,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+def ledger_head(targets: list[Target]) -> str:
+    """`--to ledger`: the state the ledger records, the same on every database given; an
+    interrupted migration (applying / reverting) is not a state to verify."""
+    names, heads = [m.name for m in load_all()], set()
+    for target in targets:
+        present = target.value("SELECT to_regclass('public.schema_migrations') IS NOT NULL")
+        rows = dict(target.rows("SELECT name, state FROM public.schema_migrations")) if present else {}
+        unfinished = [f"{n} ({s})" for n, s in rows.items() if s != "applied"]
+        if unfinished:
+            raise pytest.UsageError(
+                f"--to ledger: {mask(target.url)} has {', '.join(unfinished)}: finish it first"
+            )
+        applied = [n for n in names if n in rows]
+        heads.add(applied[-1] if applied else "base")
+    if len(heads) > 1:
+        raise pytest.UsageError(f"--to ledger: the databases' ledgers differ ({', '.join(sorted(heads))})")
+    return heads.pop() if heads else "base"
+
+
 def chosen(config: pytest.Config) -> str:
     """The migration the verified state ends with, or 'base'; a usage error if unknown."""
     names = [m.name for m in load_all()]
     name = target_name(config)
+    if name == "ledger":  # resolved once connected (--collect-only: as head)
+        name = config.stash.get(LEDGER_HEAD, "head")
     name = names[-1] if name == "head" else name
     if name not in (*names, "base"):
         raise pytest.UsageError(f"--to {name}: unknown migration; known: head, base, {', '.join(names)}")
