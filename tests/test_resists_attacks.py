@@ -17,7 +17,7 @@ from migrations.steps import load_all
 from tests.conftest import ROOT, Db, throwaway_role
 
 SAVED = "test_priority::test_saved_priorities_are_the_originals"
-AS_BEFORE = "test_priority::test_every_priority_is_as_before"
+AS_BEFORE = "test_rewrites::test_rewritten_values_are_as_before[stocks.priority]"
 AHEAD = "test_sequences::test_sequences_are_ahead_of_their_ids"
 
 
@@ -32,11 +32,12 @@ def shown(result) -> str:
     return f"failed: {sorted(result.failed)}\n" + "\n".join(lines)[:2000] + "\n" + result.output[-600:]
 
 
-def must_fail(db: Db, sql: str, *args: str) -> None:
-    """Break a correct deployment with `sql`; verification must fail."""
+def must_fail(db: Db, sql: str, says: str, *args: str) -> None:
+    """Break a correct deployment with `sql`; verification must fail, saying `says`."""
     db.execute(sql)
     result = db.verify(*args)
     assert result.returncode == 1, f"verification passed a broken deployment:\n{shown(result)}"
+    assert says in result.output, f"the failure should say {says!r}:\n{shown(result)}"
 
 
 @pytest.fixture
@@ -100,6 +101,7 @@ def test_fleet_blames_only_the_database_that_failed(deployed_db: Db) -> None:
         result = deployed_db.verify(f"--db-url={deployed_db.text_url}", f"--db-url={broken.text_url}")
         assert result.returncode == 1, shown(result)
         assert f"FAILED on {first_url}:" not in result.output, shown(result)
+        assert f"FAILED on {mask(broken.url)}: " in result.output, shown(result)
     finally:
         run_outside_transaction(deployed_db.url, f'DROP DATABASE IF EXISTS "{second}"')
 
@@ -130,7 +132,9 @@ def test_an_image_of_another_database_of_the_same_name_is_not_the_yardstick(
 def test_foreign_key_enforcement_switched_off_fails(deployed_db: Db) -> None:
     """DISABLE TRIGGER ALL disables the RI triggers: stock_prices_minute's FK to stocks is no
     longer enforced, yet its pg_get_constraintdef is unchanged and no probe covers it."""
-    must_fail(deployed_db, "ALTER TABLE stock_prices_minute DISABLE TRIGGER ALL;")
+    must_fail(
+        deployed_db, "ALTER TABLE stock_prices_minute DISABLE TRIGGER ALL;", "(ENFORCEMENT TRIGGERS DISABLED"
+    )
 
 
 def test_cascade_switched_off_for_a_read_only_verifier_fails(deployed_db: Db, role: str) -> None:
@@ -143,6 +147,7 @@ def test_cascade_switched_off_for_a_read_only_verifier_fails(deployed_db: Db, ro
     )
     result = Db(deployed_db.url.set(username=role)).verify()
     assert result.returncode == 1, shown(result)
+    assert "(ENFORCEMENT TRIGGERS DISABLED" in result.output, shown(result)
 
 
 def test_application_role_with_replica_default_fails(deployed_db: Db, role: str) -> None:
@@ -152,12 +157,17 @@ def test_application_role_with_replica_default_fails(deployed_db: Db, role: str)
     must_fail(
         deployed_db,
         f"ALTER ROLE {role} IN DATABASE {dbname(deployed_db.url)} SET session_replication_role = replica;",
+        f"role {role}: session_replication_role=replica",
     )
 
 
 def test_rule_on_a_judged_table_fails(deployed_db: Db) -> None:
     """A rule (pg_rewrite is not read) silently drops the application's inserts."""
-    must_fail(deployed_db, "CREATE RULE drop_minutes AS ON INSERT TO stock_prices_minute DO INSTEAD NOTHING;")
+    must_fail(
+        deployed_db,
+        "CREATE RULE drop_minutes AS ON INSERT TO stock_prices_minute DO INSTEAD NOTHING;",
+        "rule stock_prices_minute.drop_minutes: expected nothing",
+    )
 
 
 def test_missing_before_image_does_not_pass(deployed_db: Db) -> None:
@@ -169,6 +179,7 @@ def test_missing_before_image_does_not_pass(deployed_db: Db) -> None:
         deployed_db,
         "ALTER TABLE stock_prices_minute DROP CONSTRAINT stock_prices_minute_stock_code_fkey;"
         " UPDATE stocks_priority_backup SET priority = 4;",
+        "no before-image of",
     )
 
 
@@ -178,16 +189,17 @@ def test_corrupted_rollback_default_and_comment_fail(deployed_db: Db) -> None:
     must_fail(
         deployed_db,
         'COMMENT ON TABLE stocks_priority_backup IS \'{"default" : "5", "comment" : "wrong"}\';',
+        "comment on stocks_priority_backup: expected",
     )
 
 
 def test_sequence_limit_of_a_new_table_fails(deployed_db: Db) -> None:
     """Sequence options (MAXVALUE, CYCLE, INCREMENT) are not read: product_info can get 5 rows."""
-    must_fail(deployed_db, "ALTER SEQUENCE product_info_id_seq MAXVALUE 5;")
+    must_fail(deployed_db, "ALTER SEQUENCE product_info_id_seq MAXVALUE 5;", "maxvalue 5")
 
 
 def test_sequence_cycling_over_its_ids_fails(deployed_db: Db) -> None:
-    must_fail(deployed_db, "ALTER SEQUENCE financial_ratios_id_seq MAXVALUE 3 CYCLE;")
+    must_fail(deployed_db, "ALTER SEQUENCE financial_ratios_id_seq MAXVALUE 3 CYCLE;", "maxvalue 3, cycle")
 
 
 def test_database_search_path_to_a_shadow_schema_fails(deployed_db: Db) -> None:
@@ -198,6 +210,7 @@ def test_database_search_path_to_a_shadow_schema_fails(deployed_db: Db) -> None:
         "CREATE SCHEMA shadow; CREATE TABLE shadow.product_info (id serial, stock_code varchar(10));"
         " DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = shadow, public',"
         " current_database()); END $$;",
+        "resolves product_info to shadow.product_info",
     )
 
 
@@ -209,6 +222,7 @@ def test_trigger_function_setting_fails(deployed_db: Db) -> None:
         "CREATE SCHEMA shadow; CREATE TABLE shadow.stocks_priority_backup"
         " (code varchar(10) PRIMARY KEY, priority int);"
         " ALTER FUNCTION stocks_priority_deprecated() SET search_path = shadow, public;",
+        "set search_path=shadow, public",
     )
 
 
@@ -226,7 +240,7 @@ def test_restore_refuses_a_backup_of_another_database(app_db: Db, deployed_db: D
     ok(app_db.cli("backup", "--dir", str(tmp_path)))
     (dump,) = tmp_path.glob("azak_backup_*.sql.gz")
     done = deployed_db.cli("restore", str(dump), "--yes")
-    assert done.returncode != 0, done.stdout + done.stderr
+    assert done.returncode == 2 and "add --other-database" in done.stderr, done.stdout + done.stderr
     assert deployed_db.value("SELECT count(*) FROM stocks WHERE code = 'OTHERDB'") == 0
 
 
@@ -234,7 +248,7 @@ def test_backup_check_requires_a_backup_of_this_database(app_db: Db, deployed_db
     """The deployed database was never backed up; the directory holds another database's."""
     ok(app_db.cli("backup", "--dir", str(tmp_path)))
     result = deployed_db.verify(f"--backup-dir={tmp_path}")
-    assert result.returncode == 1, shown(result)
+    assert result.returncode == 1 and "should exist in" in result.output, shown(result)
 
 
 def test_upgrade_by_a_role_that_cannot_alter_stocks_changes_nothing(app_db: Db) -> None:
@@ -243,7 +257,7 @@ def test_upgrade_by_a_role_that_cannot_alter_stocks_changes_nothing(app_db: Db) 
     grants = "GRANT CREATE, USAGE ON SCHEMA public TO {role}; GRANT SELECT, REFERENCES ON ALL TABLES IN SCHEMA public TO {role};"
     with throwaway_role(app_db, "azak_dep", grants) as name:
         done = Db(app_db.url.set(username=name)).cli("upgrade")
-        assert done.returncode != 0
+        assert done.returncode == 1 and "the deploying role may not alter stocks" in done.stderr, done.stderr
         assert app_db.value("SELECT to_regclass('public.product_info') IS NULL"), (
             "refused only after committing migrations 1 and 2:\n" + done.stdout + done.stderr
         )

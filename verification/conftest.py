@@ -110,8 +110,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--record",
         default=None,
         metavar="FILE|none",
-        help="deployment record to append this run's row to (default data/deployments.md when "
-        "--env-name is given; 'none': no record)",
+        help="deployment record to append this run's row to (default $AZAK_RECORD, else "
+        "data/deployments.md; 'none': no record)",
     )
 
 
