@@ -288,6 +288,7 @@ def test_password_in_a_url_query_parameter_is_masked_everywhere(
         kit("status", "--db-url", f"postgresql://postgres@127.0.0.1:1/x?password={SECRET}"),
         kit("status", "--db-url", f"postgresql://postgres@127.0.0.1/x?password={SECRET}&bogus=1"),
     ]
+    assert [o.returncode for o in outputs] == [0, 0, 1, 2], [o.stderr for o in outputs]
     assert "password=***" in outputs[0].stdout
     fleet = run_verification(
         None,

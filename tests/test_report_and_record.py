@@ -261,7 +261,7 @@ def test_record_none_writes_nothing(deployed_db: Db, tmp_path: Path) -> None:
 
 def test_database_that_is_not_the_applications_is_one_line(empty_db: Db) -> None:
     done = run_verification(empty_db.url.set(password=SECRET))
-    assert done.returncode != 0
+    assert done.returncode == 4, done.stdout[-2000:]
     out = (done.stdout + done.stderr).strip().splitlines()
     expected = f"{mask(empty_db.url.set(password=SECRET))} has no table public.stocks"
     assert len(out) == 1 and expected in out[0] and "application's database" in out[0], out
