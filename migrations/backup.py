@@ -71,9 +71,9 @@ ORIGIN = re.compile(rb"^-- Database: (.+)$", re.M)
 def origin(path: Path) -> str | None:
     """The database a backup of the kit was taken of (`name on server N`); None for another dump."""
     try:
-        with gzip.open(path, "rb") if path.read_bytes()[:2] == GZIP_MAGIC else path.open("rb") as source:
+        with open_dump(path) as source:  # its first 4 KiB: the header
             found = ORIGIN.search(source.read(4096))
-    except (OSError, EOFError, zlib.error):
+    except (OSError, EOFError, zlib.error, DeployError):
         return None
     return found[1].decode(errors="replace") if found else None
 
@@ -116,7 +116,6 @@ TX_CONTROL = re.compile(
 SPECIAL = re.compile(rb"[-'\"$/\\;]")
 DOLLAR = re.compile(rb"\$([A-Za-z_\x80-\xff][A-Za-z_0-9\x80-\xff]*)?\$")
 IDENT = re.compile(rb"[A-Za-z_0-9$\x80-\xff]")
-COMMENT_LINE = re.compile(rb"^\s*--[^\n]*\n?")
 
 
 def bare(statement: bytes) -> bytes:

@@ -190,11 +190,6 @@ def read(cur: Any) -> Image:
     return from_rows(cur.fetchall())
 
 
-def tables(image: Mapping[Key, str]) -> set[str]:
-    """The tables an image holds."""
-    return {key.table for key in image if key.kind == "table"}
-
-
 def differences(expected: Mapping[Key, str | None], found: Mapping[Key, str]) -> list[str]:
     """One line per key whose definition differs: `key: expected X, found Y`.
 

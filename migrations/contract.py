@@ -57,13 +57,6 @@ class Contract:
         after.update({k: v(image) if callable(v) else v for k, v in self.adds.items()})
         return after
 
-    def revert(self, image: Mapping[Key, str | None], before: Mapping[Key, str | None]) -> Expected:
-        """The image after rolling this migration back: its facts as they were `before`."""
-        after = dict(image)
-        for key in (*self.adds, *self.changes, *self.removes):
-            after[key] = before.get(key)
-        return after
-
     @property
     def keys(self) -> set[Key]:
         """Every fact this migration touches."""
@@ -72,10 +65,6 @@ class Contract:
     def created_tables(self) -> list[str]:
         """The tables it creates."""
         return [key.table for key in self.adds if key.kind == "table"]
-
-    def created(self, kind: str) -> list[Key]:
-        """The objects of one kind it creates."""
-        return [key for key in self.adds if key.kind == kind]
 
 
 def fold(contracts: Iterable[Contract], start: Mapping[Key, str | None] | None = None) -> Expected:

@@ -166,6 +166,19 @@ def throwaway_role(db: Db, prefix: str, setup: str = "", teardown: str = "") -> 
         db.execute(teardown.format(role=role) + f" DROP OWNED BY {role}; DROP ROLE {role};")
 
 
+def ok(done: subprocess.CompletedProcess[str]) -> str:
+    """A command that must succeed: its output, or the test fails showing why."""
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def ledger(db: Db) -> dict[str, str]:
+    """The ledger's rows, migration → state (none without a ledger table)."""
+    if not db.value("SELECT to_regclass('public.schema_migrations') IS NOT NULL"):
+        return {}
+    return dict(db.execute("SELECT name, state FROM public.schema_migrations"))
+
+
 def run(
     argv: list[str], env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

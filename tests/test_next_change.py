@@ -8,7 +8,7 @@ import pytest
 from migrations import catalog
 from migrations.contract import Key
 from migrations.steps import EXTRA_ENV, load_all
-from tests.conftest import Db
+from tests.conftest import Db, ok
 
 NEXT = "tests.next_change.add_product_info_listing"
 US001_HEAD = "deprecate_priority_column"
@@ -18,11 +18,6 @@ US001_HEAD = "deprecate_priority_column"
 def next_change(monkeypatch: pytest.MonkeyPatch) -> None:
     """The chain with the fourth migration (the CLI and verification inherit the variable)."""
     monkeypatch.setenv(EXTRA_ENV, NEXT)
-
-
-def ok(done) -> str:
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 @pytest.mark.usefixtures("next_change")

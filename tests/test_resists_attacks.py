@@ -14,16 +14,11 @@ import yaml
 from migrations import image
 from migrations.dburl import connect, dbname, mask, run_outside_transaction
 from migrations.steps import load_all
-from tests.conftest import ROOT, Db, throwaway_role
+from tests.conftest import ROOT, Db, ok, throwaway_role
 
 SAVED = "test_priority::test_saved_priorities_are_the_originals"
 AS_BEFORE = "test_rewrites::test_rewritten_values_are_as_before[stocks.priority]"
 AHEAD = "test_sequences::test_sequences_are_ahead_of_their_ids"
-
-
-def ok(done) -> str:
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 def shown(result) -> str:

@@ -13,16 +13,11 @@ from pathlib import Path
 import pytest
 
 from migrations.steps import EXTRA_ENV, load_all
-from tests.conftest import Db, throwaway_role
+from tests.conftest import Db, ledger, ok, throwaway_role
 
 FIFTH = "tests.later_changes.normalise_product_names"
 US001_HEAD = "deprecate_priority_column"
 MESSY = {"005930": "  Samsung Elec  ", "000660": "sk hynix", "035420": "Naver ", "051910": None}
-
-
-def ok(done) -> str:
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
 
 
 @pytest.fixture
@@ -41,12 +36,6 @@ def with_products(db: Db) -> dict[str, str | None]:
 
 def names(db: Db) -> dict[str, str | None]:
     return dict(db.execute("SELECT stock_code, prdt_name FROM product_info ORDER BY stock_code"))
-
-
-def ledger(db: Db) -> dict[str, str]:
-    if not db.value("SELECT to_regclass('schema_migrations') IS NOT NULL"):
-        return {}
-    return dict(db.execute("SELECT name, state FROM schema_migrations"))
 
 
 # -- (a) the next change ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 
 from migrations.steps import Ddl, load_all
-from tests.conftest import ROOT, Db
+from tests.conftest import ROOT, Db, ledger
 from tests.lock_witness import VERIFICATION_LOCKS, locks_seen
 
 BATCH = ("--batch-size", "64")  # 300 stocks: five priority batches
@@ -42,12 +42,6 @@ def fault_points(direction: str) -> list[str]:
 
 
 UP_KILLS, DOWN_KILLS = fault_points("up"), fault_points("down")
-
-
-def ledger(db: Db) -> dict[str, str]:
-    if not db.value("SELECT to_regclass('schema_migrations') IS NOT NULL"):
-        return {}
-    return dict(db.execute("SELECT name, state FROM schema_migrations"))
 
 
 def tables(db: Db) -> set[str]:

@@ -218,8 +218,7 @@ def ledger_head(targets: list[Target]) -> str:
     interrupted migration (applying / reverting) is not a state to verify."""
     names, heads = [m.name for m in load_all()], set()
     for target in targets:
-        present = target.value("SELECT to_regclass('public.schema_migrations') IS NOT NULL")
-        rows = dict(target.rows("SELECT name, state FROM public.schema_migrations")) if present else {}
+        rows = target.ledger() or {}
         unfinished = [f"{n} ({s})" for n, s in rows.items() if s != "applied"]
         if unfinished:
             raise pytest.UsageError(
@@ -289,9 +288,9 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
     folders = [folder, *([Path(backups)] if backups else [])]  # the backup's image serves too
     database, identity = str(target.value("SELECT current_database()")), target.identity()
     if explicit == "none":
-        state = State.at(chain, name, None, "--before none: only what the migrations declare is judged")
-        state.waived = True
-        return state
+        return State.at(
+            chain, name, None, "--before none: only what the migrations declare is judged", waived=True
+        )
     owners = {str(rw): m.name for m in chain for rw in m.contract.rewrites}
     names = [m.name for m in chain]
     rewrites: dict[str, image.BeforeImage | None]
@@ -317,9 +316,7 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
             " migrations declare)"
         )
     )
-    state = State.at(chain, name, before, why)
-    state.rewrite_images = rewrites
-    return state
+    return State.at(chain, name, before, why, rewrites)
 
 
 @pytest.fixture

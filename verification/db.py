@@ -97,6 +97,13 @@ class Target:
         """The single value of a read-only query."""
         return self.rows(query, **params)[0][0]
 
+    def ledger(self) -> dict[str, str] | None:
+        """The ledger's rows, migration → state; None when there is no ledger table. A role
+        that may not read it gets the database's error (psycopg2.Error)."""
+        if not self.value("SELECT to_regclass('public.schema_migrations') IS NOT NULL"):
+            return None
+        return dict(self.rows("SELECT name, state FROM public.schema_migrations ORDER BY name"))
+
     def identity(self) -> str:
         """Which database this is: `name on server N` (backups and images say it too)."""
         return str(self.value(IDENTITY_SQL))

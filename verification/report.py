@@ -560,12 +560,12 @@ def now() -> str:
 
 def read_ledger(target: Target) -> tuple[str, list[str]]:
     """One line on the ledger (its US-001 migrations and their states), and their names in order."""
-    if not target.value("SELECT to_regclass('public.schema_migrations') IS NOT NULL"):
-        return "no ledger table", []
     try:
-        rows = target.rows("SELECT name, state FROM public.schema_migrations ORDER BY name")
+        rows = target.ledger()
     except psycopg2.Error as exc:
         return f"unreadable ({describe(exc)})", []
+    if rows is None:
+        return "no ledger table", []
     order = [m.name for m in load_all()]
-    names = sorted((name for name, _ in rows), key=lambda n: order.index(n) if n in order else -1)
-    return ", ".join(f"{name} ({state})" for name, state in rows) or "empty", names
+    names = sorted(rows, key=lambda n: order.index(n) if n in order else -1)
+    return ", ".join(f"{name} ({state})" for name, state in rows.items()) or "empty", names

@@ -32,19 +32,25 @@ def target_name(config: Any) -> str:
     return str(chosen)
 
 
-# The checklist's catalog groups: which facts each one judges.
-GROUPS = {
-    "tables": ("table", "column", "comment", "view", "materialized view", "type", "policy", "rule"),
-    "indexes": ("index",),
-    "foreign keys": ("constraint",),
-    "unique": ("primary key", "constraint"),
-    "triggers": ("trigger", "function"),
-    "sequences": ("sequence",),
-}
-
-
 def is_foreign_key(definition: str | None) -> bool:
     return bool(definition and definition.startswith("FOREIGN KEY"))
+
+
+def of_kinds(*kinds: str) -> Callable[[Key, str | None], bool]:
+    return lambda key, definition: key.kind in kinds
+
+
+# The checklist's catalog groups: which facts each one judges (a constraint by its definition).
+GROUPS: dict[str, Callable[[Key, str | None], bool]] = {
+    "tables": of_kinds("table", "column", "comment", "view", "materialized view", "type", "policy", "rule"),
+    "indexes": of_kinds("index"),
+    "foreign keys": lambda key, definition: key.kind == "constraint" and is_foreign_key(definition),
+    "unique": lambda key, definition: (
+        key.kind == "primary key" or (key.kind == "constraint" and not is_foreign_key(definition))
+    ),
+    "triggers": of_kinds("trigger", "function"),
+    "sequences": of_kinds("sequence"),
+}
 
 
 @dataclass
@@ -64,11 +70,19 @@ class State:
     created_tables: set[str] = field(default_factory=set)
 
     @classmethod
-    def at(cls, chain: list[Migration], target: str, before: BeforeImage | None, why: str = "") -> State:
+    def at(
+        cls,
+        chain: list[Migration],
+        target: str,
+        before: BeforeImage | None,
+        why: str = "",
+        rewrite_images: dict[str, BeforeImage | None] | None = None,
+        waived: bool = False,
+    ) -> State:
         """The state after the migrations of `chain` up to `target` ('base': none)."""
         names = [m.name for m in chain]
         applied = chain[: names.index(target) + 1] if target != "base" else []
-        state = cls(target, chain, applied, before, why)
+        state = cls(target, chain, applied, before, why, rewrite_images=rewrite_images or {}, waived=waived)
         state.build()
         return state
 
@@ -76,19 +90,21 @@ class State:
         """What is applied at the target, the kit's ledger first (there while any is)."""
         return ([ledger.CONTRACT] if self.applied else []) + [m.contract for m in self.applied]
 
+    def every_contract(self) -> list[Contract]:
+        """The ledger's and every migration's of the chain, applied at the target or not."""
+        return [ledger.CONTRACT, *(m.contract for m in self.chain)]
+
     def build(self) -> None:
         start = self.before.catalog if self.before else {}
         folded = fold(self.contracts(), start)
-        declared = {k for c in (ledger.CONTRACT, *(m.contract for m in self.chain)) for k in c.keys}
+        declared = {k for c in self.every_contract() for k in c.keys}
         gone = {k.table for k, v in folded.items() if k.kind == "table" and v is None}
         if not self.before:  # a fact a migration changes but did not create: unknown before it
             known = {k for c in self.contracts() for k in c.keys}
-            created = {k for c in (ledger.CONTRACT, *(m.contract for m in self.chain)) for k in c.adds}
+            created = {k for c in self.every_contract() for k in c.adds}
             declared = {k for k in declared if k in known or k in created}
         self.expected = {k: (None if k.table in gone else folded.get(k)) for k in (*declared, *start)}
-        self.created_tables = {
-            t for c in (ledger.CONTRACT, *(m.contract for m in self.chain)) for t in c.created_tables()
-        }
+        self.created_tables = {t for c in self.every_contract() for t in c.created_tables()}
         present = {k.table for k, v in self.expected.items() if k.kind == "table" and v is not None}
         self.judged_tables = present if self.before else present & self.created_tables
 
@@ -104,19 +120,9 @@ class State:
         """Whether the object must exist at the target."""
         return self.expected.get(key) is not None
 
-    def judge(self, found: catalog.Image, kinds: Iterable[str], only: str | None = None) -> Judgement:
-        """Every difference of these kinds: expected vs found, then anything more."""
-        kinds = set(kinds)
-
-        def wanted(key: Key, definition: str | None) -> bool:
-            if key.kind not in kinds:
-                return False
-            if only == "foreign keys":
-                return is_foreign_key(definition)
-            if only == "unique" and key.kind == "constraint":
-                return not is_foreign_key(definition)
-            return True
-
+    def judge(self, found: catalog.Image, group: str) -> Judgement:
+        """Every difference of a checklist group's facts: expected vs found, then anything more."""
+        wanted = GROUPS[group]
         expected = {k: v for k, v in self.expected.items() if wanted(k, v or found.get(k))}
         lines = catalog.differences(expected, found)
         for key, definition in sorted(found.items(), key=lambda kv: catalog.sort_key(kv[0])):
@@ -160,7 +166,7 @@ def check(
 ) -> None:
     """The checklist group's facts are as expected, or fail listing every difference (and
     what `troubleshoot` finds then: the runbook's troubleshooting queries)."""
-    judgement = state.judge(found, GROUPS[group], only=group).allow(allowed)
+    judgement = state.judge(found, group).allow(allowed)
     notes += [f"allowed: {line}" for line in judgement.allowed]
     if judgement.lines:
         raise AssertionError("\n".join(judgement.lines + (troubleshoot() if troubleshoot else [])))

@@ -7,10 +7,8 @@ CHECKLIST = "ledger"
 
 
 def test_ledger_records_exactly_the_state(state: State, target: Target) -> None:
-    present = target.value("SELECT to_regclass('public.schema_migrations') IS NOT NULL")
-    rows = (
-        dict(target.rows("SELECT name, state FROM public.schema_migrations ORDER BY name")) if present else {}
-    )
+    rows = target.ledger()
+    present, rows = rows is not None, rows or {}
     chain = {m.name for m in state.chain}
     found = {name: s for name, s in rows.items() if name in chain}
     wanted = {m.name: "applied" for m in state.applied}
