@@ -33,6 +33,7 @@ from migrations.dburl import IDENTITY_SQL, DeployError, UsageError
 DIR_ENV = "AZAK_IMAGES_DIR"
 DEFAULT_DIR = Path("data/images")
 STAMP = "%Y%m%d_%H%M%S_%f"
+MAX_HEADER = 64 << 20  # a real catalog is a few hundred kilobytes
 
 
 NOTHING = sql.SQL("")
@@ -165,11 +166,20 @@ def write(image: BeforeImage, rows: Any, where: Path | None) -> None:
     image.path = path
 
 
+def sweep(folder: Path) -> None:
+    """Remove what a killed writer left half-written (call it under the deployment lock)."""
+    for partial in folder.glob(".image-*.partial") if folder.is_dir() else ():
+        partial.unlink(missing_ok=True)
+
+
 def load(path: Path) -> BeforeImage:
-    """Read an image file's header, or UsageError with one line."""
+    """Read an image file's header (in bounded memory), or UsageError with one line."""
     try:
         with gzip.open(path, "rt", encoding="utf-8") as source:
-            head = json.loads(next(source))
+            first = source.readline(MAX_HEADER + 1)
+        if len(first) > MAX_HEADER:
+            raise ValueError(f"a header beyond {MAX_HEADER >> 20} MiB")
+        head = json.loads(first)
         facts = {catalog.Key(kind, table, name): value for kind, table, name, value in head["catalog"]}
         digests, applied, identity = (
             head.get("digests", {}),
@@ -177,7 +187,7 @@ def load(path: Path) -> BeforeImage:
             head.get("identity", ""),
         )
         return BeforeImage(head["database"], head["taken_at"], facts, digests, applied, identity, path)
-    except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+    except (OSError, EOFError, ValueError, KeyError, TypeError, StopIteration) as exc:
         raise UsageError(f"{path} is not a before-image file ({exc})") from None
 
 

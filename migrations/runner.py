@@ -228,7 +228,10 @@ class Runner:
         rows = []
         for m in self.migrations:
             entry = entries.get(m.name)
-            if entry is None:
+            made = self.unrecorded(m) if entry is None else []
+            if made:
+                state = f"pending, but {', '.join(made)} exist(s) without it in the ledger (made by hand?)"
+            elif entry is None:
                 state = "pending"
             elif m in self.changed(entries):
                 state = "changed-since-applied"
@@ -238,6 +241,15 @@ class Runner:
                 state = f"applied {entry.applied_at} by {entry.applied_by} in {entry.duration_ms} ms"
             rows.append((m.name, state))
         return rows
+
+    def unrecorded(self, migration: Migration) -> list[str]:
+        """The tables a migration creates that exist although the ledger does not record it."""
+        tables = migration.contract.created_tables()
+        rows = self.query(
+            "SELECT t FROM unnest(%s::text[]) t WHERE to_regclass(format('public.%%I', t)) IS NOT NULL",
+            (tables,),
+        )
+        return [t for (t,) in rows]
 
     # -- drift ---------------------------------------------------------------------------
 
@@ -400,6 +412,7 @@ class Runner:
         """Save the database as it is before the first migration (verification's yardstick),
         and again just before a migration that rewrites values (they are judged against it)."""
         rewrites = [rw for m in self.migrations for rw in m.contract.rewrites]
+        image.sweep(image.directory())  # a kill's half-written image: we hold the deployment lock
         kept = self.transaction(lambda cur: image.keep(cur, rewrites, applied), "keep the before-image")
         self.say(f"  before-image kept in {kept.path}")
 
@@ -425,6 +438,9 @@ class Runner:
                 self.transaction(lambda cur: cur.execute("DROP TABLE schema_migrations"), "drop the ledger")
             if not todo:
                 self.say("nothing to do: no recorded migration after the target")
+                left = [t for m in self.migrations[target + 1 :] for t in self.unrecorded(m)]
+                if left:
+                    self.say(f"left in place, not recorded in the ledger (made by hand?): {', '.join(left)}")
             return [m.name for m in todo]
 
     def apply_one(self, name: str, direction: str) -> None:

@@ -29,6 +29,7 @@ from verification.state import ALIASES, Judge, State, check, target_name
 TARGETS = pytest.StashKey[dict[str, Target]]()  # by masked URL, in the order given
 ALLOWED = pytest.StashKey[list[str]]()  # differences allowed by --allow, as found
 LEDGER_HEAD = pytest.StashKey[str]()  # --to ledger: the state the ledger records
+BEFORE = pytest.StashKey[image.BeforeImage]()  # --before FILE, read once
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -125,6 +126,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # nothing to connect to: --help lists the options without a database
     targets: dict[str, Target] = {}
     try:
+        given = config.getoption("--before")
+        if given and given != "none":  # a bad file is the operator's input: one line, no checks run
+            config.stash[BEFORE] = image.load(Path(given))
         for text in given_urls(config):
             target = Target(
                 resolve(text), config.getoption("--lock-timeout"), config.getoption("--statement-timeout")
@@ -296,7 +300,7 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
     rewrites: dict[str, image.BeforeImage | None]
     before: image.BeforeImage | None
     if explicit:
-        before = image.load(Path(explicit))
+        before = request.config.stash[BEFORE]
         rewrites = dict.fromkeys(owners, before)
     else:
         before = image.newest(database, folders, identity=identity)

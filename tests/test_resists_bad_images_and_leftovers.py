@@ -1,5 +1,7 @@
-"""Attacks of a third hostile review. Each test tells the attack as it was found; its asserts
-are the behaviour the kit should keep. Written failing: each fails on the kit as it is."""
+"""Attacks of a third hostile review, each now a guarantee: a `--before` file that is no image
+or a gzip bomb is one usage line in bounded memory; a kill while the before-image is written
+leaves no half file once the kit runs again; a rollback names tables it did not make and
+leaves them. A test's docstring tells the attack as it was found."""
 
 from __future__ import annotations
 
