@@ -173,3 +173,15 @@ def test_models_that_cannot_be_loaded_are_one_line(deployed_db: Db, args: tuple[
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == [f"ERROR: {lines[0].removeprefix('ERROR: ')}"] and says in lines[0], result.output[-4000:]
     assert "Traceback" not in result.output
+
+
+def test_an_import_error_quoting_the_url_never_shows_the_password(deployed_db: Db) -> None:
+    secret = "s3cret-app-models"
+    result = Db(deployed_db.url.set(password=secret)).verify(
+        "--app-models=backend.db.unconfigured", "--app-path=tests/app"
+    )
+    assert result.returncode == 4, result.output[-4000:]
+    assert "cannot import it (RuntimeError: cannot use the database postgresql+psycopg2://postgres:***@" in (
+        result.output
+    )
+    assert secret not in result.output

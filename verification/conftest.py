@@ -13,6 +13,7 @@ in parallel.
 from __future__ import annotations
 
 import getpass
+import os
 import secrets
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import psycopg2
 import pytest
 
 from migrations import catalog, image
-from migrations.dburl import DeployError, UsageError, describe, mask, resolve
+from migrations.dburl import URL, DeployError, UsageError, describe, mask, resolve, scrub
 from migrations.steps import load_all
 from verification.db import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, Probe, Target
 from verification.report import DeploymentReport
@@ -145,7 +146,6 @@ def pytest_configure(config: pytest.Config) -> None:
         given = config.getoption("--before")
         if given and given != "none":  # a bad file is the operator's input: one line, no checks run
             config.stash[BEFORE] = image.load(Path(given))
-        load_app_models(config)
         for text in given_urls(config):
             target = Target(
                 resolve(text), config.getoption("--lock-timeout"), config.getoption("--statement-timeout")
@@ -158,6 +158,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise DeployError(
                     f"{mask(target.url)} has no table public.stocks: is this the application's database?"
                 )
+        load_app_models(config, [t.url for t in targets.values()])
     except (UsageError, DeployError, OSError) as exc:
         for target in targets.values():
             target.close()
@@ -171,16 +172,23 @@ def pytest_configure(config: pytest.Config) -> None:
     report.learn_servers()
 
 
-def load_app_models(config: pytest.Config) -> None:
+def load_app_models(config: pytest.Config, urls: list[URL]) -> None:
     """--app-models: the application's models, imported before any check (a module that cannot
-    be imported, or holds no models, is one usage line); SQLAlchemy only then."""
+    be imported, or holds no models, is one usage line, without the passwords the application's
+    own error may quote); SQLAlchemy only then."""
     spec, path = config.getoption("--app-models"), config.getoption("--app-path")
     if path and not spec:
         raise UsageError("--app-path is where --app-models is imported from: give --app-models too")
     if spec:
         from verification import models
 
-        config.stash[APP_MODELS] = models.load(spec, path)
+        try:
+            config.stash[APP_MODELS] = models.load(spec, path)
+        except UsageError as exc:
+            line = str(exc)
+            for secret in [*urls, os.environ.get("DATABASE_URL")]:
+                line = scrub(line, secret)
+            raise UsageError(line) from None
 
 
 def given_urls(config: pytest.Config) -> list[str | None]:
