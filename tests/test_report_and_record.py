@@ -249,8 +249,9 @@ def test_named_environment_is_recorded_by_default_with_what_was_not_checked(
     assert done.returncode == 0, done.stdout[-2000:]
     assert "recorded in data/deployments.md" in done.stdout
     row = (tmp_path / "data" / "deployments.md").read_text().splitlines()[-1]
-    assert "| staging |" in row and "| passed, 3 not checked |" in row
+    assert "| staging |" in row and "| passed, 4 not checked |" in row
     assert "not checked: application (--app-url not given), logs" in row and "backup" in row
+    assert "application models (--app-models not given)" in row
 
 
 def test_record_none_writes_nothing(deployed_db: Db, tmp_path: Path) -> None:
@@ -271,7 +272,15 @@ def test_help_needs_no_database(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nowhere")
     done = run_verification(None, "--help")
     assert done.returncode == 0, done.stderr
-    for option in ("--db-url", "--expect", "--env-name", "--backup-dir", "--app-url", "--record"):
+    for option in (
+        "--db-url",
+        "--expect",
+        "--env-name",
+        "--backup-dir",
+        "--app-url",
+        "--record",
+        "--app-models",
+    ):
         assert option in done.stdout
 
 
@@ -294,7 +303,7 @@ def test_rolled_back_run_counts_only_what_it_skipped(app_db: Db, tmp_path: Path)
     )
     assert done.returncode == 0, done.stdout[-2000:]
     row = deployments.read_text().splitlines()[-1]
-    assert "| verify base | passed, 3 not checked |" in row, row
+    assert "| verify base | passed, 4 not checked |" in row, row
 
 
 # -- every action in one record; commands that speak in sentences ------------------------------

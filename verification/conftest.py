@@ -2,7 +2,8 @@
 
 pytest verification --db-url=postgresql://user@host/db [--to head|base|NAME]
     [--env-name=production --executor=NAME --html=reports/x.html --self-contained-html
-     --record=reports/deployments.md --app-url=URL --app-log=F --since=T --backup-dir=D]
+     --record=reports/deployments.md --app-url=URL --app-log=F --since=T --backup-dir=D
+     --app-models=backend.db.models:Base --app-path=../app]
 
 A fleet: `--db-url` more than once, or `--db-urls-file FILE`; every database check then runs
 once per database, its test id naming the database (password masked); `-n auto` runs them
@@ -12,24 +13,30 @@ in parallel.
 from __future__ import annotations
 
 import getpass
+import os
 import secrets
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psycopg2
 import pytest
 
 from migrations import catalog, image
-from migrations.dburl import DeployError, UsageError, describe, mask, resolve
+from migrations.dburl import URL, DeployError, UsageError, describe, mask, resolve, scrub
 from migrations.steps import load_all
 from verification.db import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, Probe, Target
 from verification.report import DeploymentReport
 from verification.state import ALIASES, Judge, State, check, target_name
 
+if TYPE_CHECKING:  # SQLAlchemy is imported only when --app-models is given
+    from verification.models import Models
+
 TARGETS = pytest.StashKey[dict[str, Target]]()  # by masked URL, in the order given
 ALLOWED = pytest.StashKey[list[str]]()  # differences allowed by --allow, as found
 LEDGER_HEAD = pytest.StashKey[str]()  # --to ledger: the state the ledger records
 BEFORE = pytest.StashKey[image.BeforeImage]()  # --before FILE, read once
+APP_MODELS = pytest.StashKey[Any]()  # --app-models, imported once (verification.models.Models)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -89,6 +96,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--since", default=None, help="scan the log from this time on (ISO time, or 30m / 2h ago)"
     )
+    group.addoption(
+        "--app-models",
+        default=None,
+        metavar="PACKAGE.MODULE[:ATTR]",
+        help="the application's SQLAlchemy declarative base or MetaData, compared with the database"
+        " (e.g. backend.db.models:Base)",
+    )
+    group.addoption(
+        "--app-path", default=None, metavar="DIR", help="put first on sys.path to import --app-models from"
+    )
     group.addoption("--backup-dir", default=None, help="directory of the pre-deploy backup")
     group.addoption(
         "--backup-max-age", type=float, default=24.0, help="hours the backup may be old (default 24)"
@@ -141,6 +158,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise DeployError(
                     f"{mask(target.url)} has no table public.stocks: is this the application's database?"
                 )
+        load_app_models(config, [t.url for t in targets.values()])
     except (UsageError, DeployError, OSError) as exc:
         for target in targets.values():
             target.close()
@@ -152,6 +170,25 @@ def pytest_configure(config: pytest.Config) -> None:
     report = DeploymentReport(config, list(targets.values()), executor)
     config.pluginmanager.register(report, "us001-report")
     report.learn_servers()
+
+
+def load_app_models(config: pytest.Config, urls: list[URL]) -> None:
+    """--app-models: the application's models, imported before any check (a module that cannot
+    be imported, or holds no models, is one usage line, without the passwords the application's
+    own error may quote); SQLAlchemy only then."""
+    spec, path = config.getoption("--app-models"), config.getoption("--app-path")
+    if path and not spec:
+        raise UsageError("--app-path is where --app-models is imported from: give --app-models too")
+    if spec:
+        from verification import models
+
+        try:
+            config.stash[APP_MODELS] = models.load(spec, path)
+        except UsageError as exc:
+            line = str(exc)
+            for secret in [*urls, os.environ.get("DATABASE_URL")]:
+                line = scrub(line, secret)
+            raise UsageError(line) from None
 
 
 def given_urls(config: pytest.Config) -> list[str | None]:
@@ -321,6 +358,15 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
         )
     )
     return State.at(chain, name, before, why, rewrites)
+
+
+@pytest.fixture(scope="session")
+def app_models(request: pytest.FixtureRequest) -> Models:
+    """The application's models (--app-models); the check is skipped without the option."""
+    if APP_MODELS not in request.config.stash:
+        pytest.skip("--app-models not given: not checked")
+    models: Models = request.config.stash[APP_MODELS]
+    return models
 
 
 @pytest.fixture

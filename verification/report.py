@@ -32,7 +32,8 @@ from verification.db import Target
 from verification.state import target_name
 
 # The runbook's checklist, in its order: always shown, "not checked" when no check ran.
-CHECKLIST = ("tables", "indexes", "foreign keys", "UNIQUE", "priority", "application", "logs", "backup")
+RUNBOOK = ("tables", "indexes", "foreign keys", "UNIQUE", "priority", "application", "logs", "backup")
+CHECKLIST = (*RUNBOOK, "application models")  # and the application's own models (--app-models)
 # A check's item when its module does not say (CHECKLIST = "..." in the test module).
 BY_MODULE = {
     "test_tables": "tables",
@@ -40,6 +41,7 @@ BY_MODULE = {
     "test_foreign_keys": "foreign keys",
     "test_constraints": "UNIQUE",
     "test_priority": "priority",
+    "test_app_models": "application models",
 }
 BY_FUNCTION = {"test_application_": "application", "test_log_": "logs", "test_backup_": "backup"}
 TROUBLESHOOTING = 'README.md, section "Troubleshooting"'
@@ -154,6 +156,7 @@ class DeploymentReport:
             "Started": now(),
         }
         self.checks: dict[str, Check] = {}
+        self.said: dict[str, list[str]] = {"note": [], "advice": []}  # checks' record_property lines
         self.html_report: Any = None
         self.record_path = record_path(config)
         self.record_error = ""
@@ -215,6 +218,10 @@ class DeploymentReport:
     # -- what to do now -------------------------------------------------------------------
 
     def next_steps(self) -> list[Step]:
+        """What the operator does next, then what the checks advise (record_property "advice")."""
+        return self.deployment_steps() + [Step(text) for text in self.said["advice"]]
+
+    def deployment_steps(self) -> list[Step]:
         """What the operator does next, with the commands for these databases."""
         expect = "rolled-back" if target_name(self.config) == "base" else "upgraded"
         failed_dbs = list(self.failed_databases()) or list(self.targets)
@@ -320,6 +327,9 @@ class DeploymentReport:
         )
         database = getattr(report, "database", None)
         check = self.checks.setdefault(report.nodeid, Check(report.nodeid, item, database))
+        for kind, text in report.user_properties:
+            if kind in self.said and text not in self.said[kind]:
+                self.said[kind].append(str(text))
         if report.failed and check.outcome != "failed":
             check.outcome, check.message = "failed", failure_message(report)
         elif report.skipped and check.outcome == "passed":
@@ -395,11 +405,13 @@ class DeploymentReport:
         for name, n in self.failed_databases().items():
             write(f"  FAILED on {name}: {n} checks")
         for verdict in self.verdicts():
-            write(f"  {verdict.item:<13} {verdict.text()}")
+            write(f"  {verdict.item:<18} {verdict.text()}")
             for check in verdict.failed[:5]:
                 write(f"      {check.name}: {one_line(check.message)}")
             if len(verdict.failed) > 5:
                 write(f"      ... and {len(verdict.failed) - 5} more")
+        for note in self.said["note"]:
+            write(f"  {note}")
         write("what to do now:")
         for number, step in enumerate(self.next_steps(), 1):
             write(f"  {number}. {step.text}")
@@ -464,7 +476,9 @@ class DeploymentReport:
             f"<span>{e(self.facts['Database'])}</span></p>"
             f"<div class='us001-top'>"
             f"<section id='us001-checklist'><h2>Checklist</h2>"
-            f"<table id='us001-checklist-table'>{''.join(rows)}</table></section>"
+            f"<table id='us001-checklist-table'>{''.join(rows)}</table>"
+            + "".join(f"<p class='us001-note'>{e(note)}</p>" for note in self.said["note"])
+            + "</section>"
             f"<section id='us001-next-step'><h2>What to do now</h2><ol>{steps}</ol></section>"
             f"</div>"
             + (
