@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 
 from migrations import catalog, image
-from migrations.dburl import DeployError, UsageError, describe, mask, resolve
+from migrations.dburl import DeployError, UsageError, describe, mask, mask_text, resolve
 from migrations.steps import load_all
 from verification.db import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, Probe, Target
 from verification.report import DeploymentReport
@@ -194,8 +194,8 @@ def failure_sentence(error: BaseException) -> str:
     if isinstance(error, psycopg2.Error):
         return f"database error: {describe(error)}"
     if isinstance(error, AssertionError | pytest.fail.Exception):
-        return str(error).split("\nassert ", 1)[0]
-    return f"{type(error).__name__}: {error}"
+        return mask_text(str(error).split("\nassert ", 1)[0])
+    return mask_text(f"{type(error).__name__}: {error}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
