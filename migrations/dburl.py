@@ -159,35 +159,56 @@ def parse(text: str) -> URL:
     return url
 
 
-# Keys whose value is a secret, in a URL's query and in any text: libpq's password and
-# sslpassword in any letter case, and the names applications give secrets (DB_PASS, api_key,
-# client_secret, access_token, ...).
-SECRET_KEY = (
-    r"[\w.-]*?(?:passw(?:or)?d|passphrase|pass(?![a-z])|pwd|secret|token|api[_-]?key|access[_-]?key"
-    r"|private[_-]?key|credentials?|auth(?![a-z]))[\w.-]*"
+# What names a secret, in a URL's query and in any text: libpq's password and sslpassword in
+# any letter case, and the names applications give secrets (DB_PASS, api_key, client_secret,
+# access_token, ...).
+_SECRET_WORD = re.compile(
+    r"passw(?:or)?d|passphrase|pass(?![a-z])|pwd|secret|token|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key|credentials?|auth(?![a-z])",
+    re.IGNORECASE,
 )
-_SECRET_KEY = re.compile(SECRET_KEY, re.IGNORECASE)
-_QUOTED = r"'(?:[^'\\]|\\.|'')*'?|\"(?:[^\"\\]|\\.)*\"?"
-_SECRETS_IN_TEXT = (
-    # key=value, key: value, "key": "value", PASSWORD 'value' (a quoted value to its end and the
-    # rest of its word, others to the next space: keyword/value strings, queries, logs, JSON, SQL)
-    re.compile(
-        rf"(?<![\w.-])(?P<key>{SECRET_KEY})(?P<sep>[\"']?\s*[:=]\s*|\s+(?=['\"]))(?:(?:{_QUOTED})[^\s]*|[^\s]+)",
-        re.IGNORECASE,
-    ),
-    # user:password@ after a scheme (also a malformed `scheme//`), to the token's last @
-    re.compile(r"(?P<key>\b[A-Za-z][\w+.-]*:?//[^\s:/@]*)(?P<sep>:)[^\s]*(?=@)"),
-    # Authorization: Bearer / Basic credentials
-    re.compile(r"(?P<key>\b(?:bearer|basic))(?P<sep>\s+)[\w.~+/=-]+", re.IGNORECASE),
-)
+# Every pattern below is linear in its text: each may start only where a run of its characters
+# starts (the look-behinds), and what it matches is decided without going back over a run.
+# key=value, key: value, "key": "value", PASSWORD 'value' (then the value, `_VALUE`)
+_KEY = re.compile(r"(?<![\w.-])([\w.-]+)([\"']?[ \t]*[:=][ \t]*|[ \t]+(?=['\"]))")
+# a quoted value to its end (libpq's \' and SQL's '' inside) and the rest of its word; others
+# to the next space: keyword/value strings, query strings, logs, JSON, SQL
+_VALUE = re.compile(r"(?:'(?:[^'\\]|\\.|'')*'?|\"(?:[^\"\\]|\\.)*\"?)\S*|\S+")
+# a scheme's `//` (also a malformed `scheme//`): user:password@ follows it in its word
+_SCHEME = re.compile(r"(?<![\w+.-])[A-Za-z][\w+.-]*:?//")
+_BEARER = re.compile(r"\b(bearer|basic)(\s+)[\w.~+/=-]+", re.IGNORECASE)
+
+
+def secret_key(name: str) -> bool:
+    """Whether a key (of a query, a connection string, a log line) names a secret."""
+    return _SECRET_WORD.search(name) is not None
 
 
 def mask_text(text: str) -> str:
     """`text` (an error, a log line, a cell) with every secret it visibly carries as ***:
     key=value forms of passwords, tokens and keys, URL user-info, bearer credentials."""
-    for pattern in _SECRETS_IN_TEXT:
-        text = pattern.sub(lambda m: f"{m['key']}{m['sep']}***", text)
-    return text
+    out, done = [], 0
+    for key in _KEY.finditer(text):
+        if key.start() < done or not secret_key(key.group(1)):
+            continue
+        value = _VALUE.match(text, key.end())
+        if value is not None:
+            out.append(text[done : key.end()] + "***")
+            done = value.end()
+    text = "".join(out) + text[done:]
+    text = re.sub(r"\S+", lambda word: mask_user_info(word.group()), text)
+    return _BEARER.sub(lambda m: f"{m[1]}{m[2]}***", text)
+
+
+def mask_user_info(word: str) -> str:
+    """A word with its URL's user-info password (from the first `:` after `//` to the last
+    `@`) as ***."""
+    scheme = _SCHEME.search(word) if "@" in word else None
+    if scheme is None:
+        return word
+    at = word.rfind("@")
+    colon = word.find(":", scheme.end(), at)
+    return word if colon < 0 else word[: colon + 1] + "***" + word[at:]
 
 
 def mask_raw(text: str) -> str:
@@ -202,7 +223,7 @@ def mask_raw(text: str) -> str:
 def mask(url: URL) -> str:
     """The URL as it may be shown to people: its password and every secret query parameter
     (password, sslpassword, in any case) replaced by ***."""
-    query = {k: ("***" if _SECRET_KEY.fullmatch(k) else v) for k, v in url.query.items()}
+    query = {k: ("***" if secret_key(k) else v) for k, v in url.query.items()}
     shown = url.set(drivername=url.drivername.split("+", 1)[0], query=query)
     return mask_text(shown.render_as_string(hide_password=True).replace("%2A%2A%2A", "***"))
 
@@ -211,7 +232,7 @@ def secrets_of(url: URL) -> list[str]:
     """The secrets a URL carries (user:password@, ?password=, ?sslpassword=, ...)."""
     found = [url.password] if url.password else []
     for key, value in url.query.items():
-        if _SECRET_KEY.fullmatch(key):
+        if secret_key(key):
             found += [value] if isinstance(value, str) else list(value)
     return sorted({str(p) for p in found if p}, key=len, reverse=True)
 

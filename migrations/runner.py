@@ -338,12 +338,16 @@ class Runner:
         (rewrite,) = migration.contract.rewrites
         database, identity = scalar(cur, "SELECT current_database()"), scalar(cur, IDENTITY_SQL)
         earlier = [m.name for m in self.migrations[: self.migrations.index(migration)]]
-        base = image.newest(database, image.directory(), identity=identity, applied=earlier)
         what = f"the application wrote {len(rows)} {rewrite} value(s) during the rollback, kept"
-        if base is None:
-            self.say(f"  {migration.name}: {what}; no image of just before it in {image.directory()}")
+        folder = image.directory()
+        try:  # a note that cannot be written is said; the rollback goes on
+            base = image.newest(database, folder, identity=identity, applied=earlier)
+            if base is None:
+                raise DeployError(f"no image of just before {migration.name} in {folder}")
+            amended = image.amend(base, rewrite, dict(rows), cur, f"{what} ({migration.name})")
+        except (UsageError, DeployError, OSError, EOFError, ValueError) as exc:
+            self.say(f"  {migration.name}: {what}; not noted ({exc}): verification will name them")
             return
-        amended = image.amend(base, rewrite, dict(rows), cur, f"{what} ({migration.name})")
         self.say(f"  {migration.name}: {what}; noted in {amended.path}")
 
     def finish(self, migration: Migration, state: str | None, started: float) -> None:

@@ -137,7 +137,8 @@ def pytest_configure(config: pytest.Config) -> None:
                 continue
             targets[mask(target.url)] = target
             target.connect()
-            if not target.value("SELECT to_regclass('public.stocks') IS NOT NULL"):
+            target.blind = target.blind_spot()  # one check fails naming it; the others say why not
+            if not target.blind and not target.value("SELECT to_regclass('public.stocks') IS NOT NULL"):
                 raise DeployError(
                     f"{mask(target.url)} has no table public.stocks: is this the application's database?"
                 )
@@ -152,6 +153,24 @@ def pytest_configure(config: pytest.Config) -> None:
     report = DeploymentReport(config, list(targets.values()), executor)
     config.pluginmanager.register(report, "us001-report")
     report.learn_servers()
+
+
+# Checks that read nothing of schema public: they run whatever the role may see there.
+SCHEMA_FREE = ("test_access.py", "test_operations.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A role that may not use schema public: its database's checks are not run, each saying
+    why (test_access fails naming the privilege), and the report and record are written."""
+    if item.path.name in SCHEMA_FREE:
+        return
+    targets = item.config.stash.get(TARGETS, {})
+    callspec = getattr(item, "callspec", None)
+    name = callspec.params.get("target") if callspec is not None else None
+    target = targets.get(name) if name else next(iter(targets.values()), None)
+    if target is not None and target.blind:
+        pytest.skip(f"{target.blind}: not checked")
 
 
 def given_urls(config: pytest.Config) -> list[str | None]:
@@ -222,6 +241,8 @@ def ledger_head(targets: list[Target]) -> str:
     interrupted migration (applying / reverting) is not a state to verify."""
     names, heads = [m.name for m in load_all()], set()
     for target in targets:
+        if target.blind:  # its checks are not run: test_access names why
+            continue
         rows = target.ledger() or {}
         unfinished = [f"{n} ({s})" for n, s in rows.items() if s != "applied"]
         if unfinished:
