@@ -176,7 +176,8 @@ _KEY = re.compile(r"(?<![\w.-])([\w.-]+)([\"']?[ \t]*[:=][ \t]*|[ \t]+(?=['\"]))
 _VALUE = re.compile(r"(?:'(?:[^'\\]|\\.|'')*'?|\"(?:[^\"\\]|\\.)*\"?)\S*|\S+")
 # a scheme's `//` (also a malformed `scheme//`): user:password@ follows it in its word
 _SCHEME = re.compile(r"(?<![\w+.-])[A-Za-z][\w+.-]*:?//")
-_BEARER = re.compile(r"\b(bearer|basic)(\s+)[\w.~+/=-]+", re.IGNORECASE)
+# Authorization credentials (a word of 8 characters or more: "basic checks" stays)
+_BEARER = re.compile(r"\b(bearer|basic)(\s+)[\w.~+/=-]{8,}", re.IGNORECASE)
 
 
 def secret_key(name: str) -> bool:

@@ -9,13 +9,15 @@ its batch reaches it, so that no write during the deployment loses an original p
 The downgrade keeps the application's writes made during it: (1) the trigger's function
 stops pinning and, when the application writes a new priority (or a new stock), notes the
 row as the application's (saved_at -infinity) instead; (2) batches put back every original
-still saved, each first locking its stocks rows, as the application's writes do, so that a
-write under way ends (and is noted) before its original is read; (3) under a short ACCESS
-EXCLUSIVE lock: the noted rows are read (the runner adds them to the image verification
-judges by), the trigger dropped, the default and comment restored exactly, and what the
-upgrade made dropped. A write the pinning trigger turned into 1 before the downgrade began
-is undone (the original comes back); one that waits for phase 3's lock lands after the
-rollback, the application's like any later write.
+still saved: in a batch the trigger skips a row that the application wrote after the batch's
+statement began (its read sees that write once committed, however long the batch waited for
+the row), and the originals are deleted after the updates, so that row locks are taken in
+the order an application's write takes them (stocks, then the saved row); (3) under a short
+ACCESS EXCLUSIVE lock: the noted rows are read (the runner adds them to the image
+verification judges by), the trigger dropped, the default and comment restored exactly, and
+what the upgrade made dropped. A write the pinning trigger turned into 1 before the downgrade
+began is undone (the original comes back); one that waits for phase 3's lock lands after
+the rollback, the application's like any later write.
 """
 
 from migrations.steps import Batches, Ddl, Precondition, entry_points, main
@@ -115,12 +117,17 @@ DOWNGRADE = (
 CREATE OR REPLACE FUNCTION stocks_priority_deprecated() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
-    -- Rolling back: a priority the application writes stands. The row is noted as the
-    -- application's, so that no restoring batch overwrites it and verification expects it.
-    -- (The batches write with azak.priority_batch on; a write of the value already there,
-    -- such as 1 on a row not yet restored, is no new priority.)
-    IF current_setting('azak.priority_batch', true) IS DISTINCT FROM 'on'
-       AND (TG_OP = 'INSERT' OR NEW.priority IS DISTINCT FROM OLD.priority) THEN
+    IF current_setting('azak.priority_batch', true) IS NOT DISTINCT FROM 'on' THEN
+        -- A restoring batch: it puts the original back unless the application has written the
+        -- row since the batch's statement began (this read sees that write, once committed).
+        IF EXISTS (SELECT FROM public.stocks_priority_backup
+                   WHERE code = OLD.code AND saved_at = '-infinity') THEN
+            RETURN NULL;
+        END IF;
+    ELSIF TG_OP = 'INSERT' OR NEW.priority IS DISTINCT FROM OLD.priority THEN
+        -- Rolling back: a priority the application writes stands. The row is noted as the
+        -- application's, so that no restoring batch overwrites it and verification expects it.
+        -- (A write of the value already there, 1 on a row not yet restored, is no new one.)
         INSERT INTO public.stocks_priority_backup (code, priority, saved_at)
         VALUES (NEW.code, NEW.priority, '-infinity')
         ON CONFLICT (code) DO UPDATE SET priority = excluded.priority, saved_at = excluded.saved_at;
@@ -138,27 +145,20 @@ WITH bound AS (
         ORDER BY code
         LIMIT %(batch_size)s
     ) AS next_keys
-), locked AS MATERIALIZED (
-    -- the stocks rows first, the order in which an application's write takes the two locks
-    SELECT s.code FROM stocks s
-    WHERE (%(after)s::text IS NULL OR s.code > %(after)s) AND s.code <= (SELECT upper FROM bound)
-      AND EXISTS (SELECT FROM stocks_priority_backup b WHERE b.code = s.code AND b.saved_at > '-infinity')
-    ORDER BY s.code
-    FOR UPDATE OF s
-), originals AS MATERIALIZED (
-    -- then the originals, as they are once those writes have ended (a noted row drops out)
-    SELECT b.code, b.priority FROM stocks_priority_backup b
-    WHERE (SELECT count(*) FROM locked) >= 0
-      AND (%(after)s::text IS NULL OR b.code > %(after)s) AND b.code <= (SELECT upper FROM bound)
-      AND b.saved_at > '-infinity'
-    FOR UPDATE OF b
 ), changed AS (
-    UPDATE stocks s SET priority = o.priority
-    FROM originals o
-    WHERE s.code = o.code
+    -- the trigger skips a row the application wrote after this statement began
+    UPDATE stocks s SET priority = b.priority
+    FROM stocks_priority_backup b
+    WHERE (%(after)s::text IS NULL OR b.code > %(after)s) AND b.code <= (SELECT upper FROM bound)
+      AND b.saved_at > '-infinity' AND s.code = b.code
     RETURNING s.code
 ), restored AS (
-    DELETE FROM stocks_priority_backup b USING originals o WHERE b.code = o.code
+    -- after the updates (their row locks first, the order an application's write takes them);
+    -- a row the application noted since is no original and stays
+    DELETE FROM stocks_priority_backup b
+    WHERE (SELECT count(*) FROM changed) >= 0
+      AND (%(after)s::text IS NULL OR b.code > %(after)s) AND b.code <= (SELECT upper FROM bound)
+      AND b.saved_at > '-infinity'
 )
 SELECT (SELECT upper FROM bound), (SELECT count(*) FROM changed);
 """),
