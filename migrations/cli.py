@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import psycopg2
 
-from migrations.dburl import URL, DeployError, UsageError, describe, resolve
+from migrations.dburl import URL, DeployError, UsageError, describe, mask_text, resolve
 from migrations.runner import Runner, Settings
 
 EXIT_FAILURE = 1
@@ -27,10 +27,10 @@ def fail_cleanly() -> Iterator[None]:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(EXIT_FAILURE) from None
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {mask_text(str(exc))}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except DeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {mask_text(str(exc))}", file=sys.stderr)
         raise SystemExit(EXIT_FAILURE) from None
     except psycopg2.Error as exc:
         print(f"error: database: {describe(exc)}", file=sys.stderr)

@@ -6,8 +6,13 @@ settings the same way and neither ever prints a password.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
+import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -138,7 +143,7 @@ def parse(text: str) -> URL:
     try:
         url = make_url(text)
     except ValueError:
-        raise UsageError(f"not a database URL: {scrub(text, text)!r}") from None
+        raise UsageError(f"not a database URL (postgresql://...): {mask_raw(text)!r}") from None
     scheme = url.drivername.split("+", 1)[0]
     if scheme not in POSTGRES_SCHEMES:
         raise UsageError(f"not a PostgreSQL URL (scheme {url.drivername!r}): {mask(url)}")
@@ -154,34 +159,98 @@ def parse(text: str) -> URL:
     return url
 
 
+# What names a secret, in a URL's query and in any text: libpq's password and sslpassword in
+# any letter case, and the names applications give secrets (DB_PASS, api_key, client_secret,
+# access_token, ...).
+_SECRET_WORD = re.compile(
+    r"passw(?:or)?d|passphrase|pass(?![a-z])|pwd|secret|token|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key|credentials?|auth(?![a-z])",
+    re.IGNORECASE,
+)
+# Every pattern below is linear in its text: each may start only where a run of its characters
+# starts (the look-behinds), and what it matches is decided without going back over a run.
+# key=value, key: value, "key": "value", PASSWORD 'value' (then the value, `_VALUE`)
+_KEY = re.compile(r"(?<![\w.-])([\w.-]+)([\"']?[ \t]*[:=][ \t]*|[ \t]+(?=['\"]))")
+# a quoted value to its end (libpq's \' and SQL's '' inside) and the rest of its word; others
+# to the next space: keyword/value strings, query strings, logs, JSON, SQL
+_VALUE = re.compile(r"(?:'(?:[^'\\]|\\.|'')*'?|\"(?:[^\"\\]|\\.)*\"?)\S*|\S+")
+# a scheme's `//` (also a malformed `scheme//`): user:password@ follows it in its word
+_SCHEME = re.compile(r"(?<![\w+.-])[A-Za-z][\w+.-]*:?//")
+# Authorization credentials (a word of 8 characters or more: "basic checks" stays)
+_BEARER = re.compile(r"\b(bearer|basic)(\s+)[\w.~+/=-]{8,}", re.IGNORECASE)
+
+
+def secret_key(name: str) -> bool:
+    """Whether a key (of a query, a connection string, a log line) names a secret."""
+    return _SECRET_WORD.search(name) is not None
+
+
+def mask_text(text: str) -> str:
+    """`text` (an error, a log line, a cell) with every secret it visibly carries as ***:
+    key=value forms of passwords, tokens and keys, URL user-info, bearer credentials."""
+    out, done = [], 0
+    for key in _KEY.finditer(text):
+        if key.start() < done or not secret_key(key.group(1)):
+            continue
+        value = _VALUE.match(text, key.end())
+        if value is not None:
+            out.append(text[done : key.end()] + "***")
+            done = value.end()
+    text = "".join(out) + text[done:]
+    text = re.sub(r"\S+", lambda word: mask_user_info(word.group()), text)
+    return _BEARER.sub(lambda m: f"{m[1]}{m[2]}***", text)
+
+
+def mask_user_info(word: str) -> str:
+    """A word with its URL's user-info password (from the first `:` after `//` to the last
+    `@`) as ***."""
+    scheme = _SCHEME.search(word) if "@" in word else None
+    if scheme is None:
+        return word
+    at = word.rfind("@")
+    colon = word.find(":", scheme.end(), at)
+    return word if colon < 0 else word[: colon + 1] + "***" + word[at:]
+
+
+def mask_raw(text: str) -> str:
+    """Text meant as one database URL, unparsed (malformed): everything from the first `:` of
+    its user-info to its last `@` is ***, and what `mask_text` finds too."""
+    start = text.find("//") + 2 if "//" in text else 0
+    at = text.rfind("@")
+    colon = text.find(":", start, at) if at > start else -1
+    return mask_text(text[: colon + 1] + "***" + text[at:] if colon >= 0 else text)
+
+
 def mask(url: URL) -> str:
-    """The URL as it may be shown to people: password (also `?password=`) replaced by ***."""
-    query = {k: ("***" if k == "password" else v) for k, v in url.query.items()}
+    """The URL as it may be shown to people: its password and every secret query parameter
+    (password, sslpassword, in any case) replaced by ***."""
+    query = {k: ("***" if secret_key(k) else v) for k, v in url.query.items()}
     shown = url.set(drivername=url.drivername.split("+", 1)[0], query=query)
-    return shown.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+    return mask_text(shown.render_as_string(hide_password=True).replace("%2A%2A%2A", "***"))
 
 
 def secrets_of(url: URL) -> list[str]:
-    """The passwords a URL carries (user:password@, ?password=)."""
+    """The secrets a URL carries (user:password@, ?password=, ?sslpassword=, ...)."""
     found = [url.password] if url.password else []
-    query = url.query.get("password")
-    found += [query] if isinstance(query, str) else list(query or ())
-    return [str(p) for p in found if p]
+    for key, value in url.query.items():
+        if secret_key(key):
+            found += [value] if isinstance(value, str) else list(value)
+    return sorted({str(p) for p in found if p}, key=len, reverse=True)
 
 
 def scrub(text: str, secret: str | URL | None) -> str:
-    """`text` with the password of `secret` (a URL or a raw URL string) replaced by ***."""
+    """`text` with the secrets of `secret` (a URL or a raw URL string) and every secret
+    `mask_text` finds replaced by ***."""
     if isinstance(secret, str):
         raw = secret
         try:
             secret = make_url(raw)
-        except Exception:
-            before, _, after = raw.partition("@")
-            guess = before.rpartition(":")[2] if after else ""
-            return text.replace(guess, "***") if guess else text
+        except ValueError:
+            secret = None
+            text = text.replace(raw, mask_raw(raw))
     for password in secrets_of(secret) if secret is not None else []:
         text = text.replace(password, "***")
-    return text
+    return mask_text(text)
 
 
 def dbname(url: URL) -> str:
@@ -219,16 +288,59 @@ def libpq_params(url: URL, **settings: str) -> dict[str, Any]:
     return {k: str(v) for k, v in params.items() if v is not None}
 
 
+# The service a libpq tool reads its secrets from besides PGPASSWORD (see `libpq_command`).
+SERVICE = "azak_secrets"
+KIT_SECRETS = ("DATABASE_URL", "POSTGRES_PASSWORD")  # the kit's own variables that hold one
+_SERVED: dict[str, str] = {}
+
+
 def libpq_command(url: URL, **settings: str) -> tuple[list[str], dict[str, str]]:
     """(argv tail, environment) pointing a libpq tool (pg_dump, psql) at `url`: the same
-    settings as `connect`, as a conninfo string (`--dbname=...`, which ps may show) without
-    the password, which travels in PGPASSWORD only."""
+    settings as `connect`, as a conninfo string (`--dbname=...`, which ps shows) without a
+    secret. The password travels in PGPASSWORD; an `sslpassword` (libpq has no variable for
+    it) in a service file that is a named pipe (`served`): never on a command line or disk."""
     params = libpq_params(url, **settings)
-    password = params.pop("password", None)
-    env = dict(os.environ)
+    password, sslpassword = params.pop("password", None), params.pop("sslpassword", None)
+    env = {k: v for k, v in os.environ.items() if k not in KIT_SECRETS}  # not the tool's business
     if password is not None:
         env["PGPASSWORD"] = password
+    if sslpassword is not None:
+        if "service" in params or env.get("PGSERVICE"):
+            raise UsageError(
+                f"{mask(url)}: sslpassword beside a service: put sslpassword into the service file "
+                "(on pg_dump's command line, ps would show it)"
+            )
+        if sslpassword != sslpassword.strip() or "\n" in sslpassword or "\r" in sslpassword:
+            raise UsageError(f"{mask(url)}: an sslpassword with line breaks or edge spaces is not supported")
+        env["PGSERVICEFILE"], env["PGSERVICE"] = served(f"[{SERVICE}]\nsslpassword={sslpassword}\n"), SERVICE
     return [f"--dbname={psycopg2.extensions.make_dsn(**params)}"], env
+
+
+def served(content: str) -> str:
+    """A path from which every reader reads `content`, one reader at a time: a named pipe
+    (0600, in a private directory removed at exit) fed by a thread, so that the content never
+    rests on disk."""
+    if content in _SERVED:
+        return _SERVED[content]
+    folder = tempfile.mkdtemp(prefix="azak-libpq-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = os.path.join(folder, "pg_service.conf")
+    os.mkfifo(path, 0o600)
+
+    def feed() -> None:
+        while True:
+            with open(path, "w", encoding="utf-8") as pipe:  # waits for a reader
+                pipe.write(content)
+            while True:  # until that reader has let go: each reader reads it once, to its end
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:  # no reader left
+                    break
+                time.sleep(0.01)
+
+    threading.Thread(target=feed, name="azak-libpq-secrets", daemon=True).start()
+    _SERVED[content] = path
+    return path
 
 
 def connect(url: URL, **settings: str) -> psycopg2.extensions.connection:

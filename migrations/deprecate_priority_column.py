@@ -5,8 +5,19 @@ its table comment, the trigger that pins new values to 1, the new default and co
 (2) data: keyset batches by `code`, each a short transaction that saves the old values and
 updates together. The trigger saves the old value of a row the application writes before
 its batch reaches it, so that no write during the deployment loses an original priority.
-The downgrade drops the trigger, puts every value back in batches, then restores the
-default and comment exactly and drops what the upgrade made.
+
+The downgrade keeps the application's writes made during it: (1) the trigger's function
+stops pinning and, when the application writes a new priority (or a new stock), notes the
+row as the application's (saved_at -infinity) instead; (2) batches put back every original
+still saved: in a batch the trigger skips a row that the application wrote after the batch's
+statement began (its read sees that write once committed, however long the batch waited for
+the row), and the originals are deleted after the updates, so that row locks are taken in
+the order an application's write takes them (stocks, then the saved row); (3) under a short
+ACCESS EXCLUSIVE lock: the noted rows are read (the runner adds them to the image
+verification judges by), the trigger dropped, the default and comment restored exactly, and
+what the upgrade made dropped. A write the pinning trigger turned into 1 before the downgrade
+began is undone (the original comes back); one that waits for phase 3's lock lands after
+the rollback, the application's like any later write.
 """
 
 from migrations.steps import Batches, Ddl, Precondition, entry_points, main
@@ -66,6 +77,12 @@ DROP TRIGGER IF EXISTS trigger_stocks_priority_deprecated ON stocks;
 CREATE TRIGGER trigger_stocks_priority_deprecated
     BEFORE INSERT OR UPDATE OF priority ON stocks
     FOR EACH ROW EXECUTE FUNCTION stocks_priority_deprecated();
+-- A downgrade stopped half-way noted the application's writes during it (saved_at -infinity):
+-- the values they wrote are the ones this deprecation saves now.
+UPDATE stocks_priority_backup b SET priority = s.priority, saved_at = now()
+FROM stocks s
+WHERE s.code = b.code AND b.saved_at = '-infinity' AND s.priority IS DISTINCT FROM 1;
+DELETE FROM stocks_priority_backup WHERE saved_at = '-infinity';
 ALTER TABLE stocks ALTER COLUMN priority SET DEFAULT 1;
 COMMENT ON COLUMN stocks.priority IS
     'DEPRECATED (US-001): always 1, kept for API compatibility; was 크롤링 우선순위 (1~5)';
@@ -97,36 +114,68 @@ SELECT (SELECT upper FROM bound), (SELECT count(*) FROM changed);
 
 DOWNGRADE = (
     Ddl("""
-DROP TRIGGER IF EXISTS trigger_stocks_priority_deprecated ON stocks;
+CREATE OR REPLACE FUNCTION stocks_priority_deprecated() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('azak.priority_batch', true) IS NOT DISTINCT FROM 'on' THEN
+        -- A restoring batch: it puts the original back unless the application has written the
+        -- row since the batch's statement began (this read sees that write, once committed).
+        IF EXISTS (SELECT FROM public.stocks_priority_backup
+                   WHERE code = OLD.code AND saved_at = '-infinity') THEN
+            RETURN NULL;
+        END IF;
+    ELSIF TG_OP = 'INSERT' OR NEW.priority IS DISTINCT FROM OLD.priority THEN
+        -- Rolling back: a priority the application writes stands. The row is noted as the
+        -- application's, so that no restoring batch overwrites it and verification expects it.
+        -- (A write of the value already there, 1 on a row not yet restored, is no new one.)
+        INSERT INTO public.stocks_priority_backup (code, priority, saved_at)
+        VALUES (NEW.code, NEW.priority, '-infinity')
+        ON CONFLICT (code) DO UPDATE SET priority = excluded.priority, saved_at = excluded.saved_at;
+    END IF;
+    RETURN NEW;
+END
+$$;
 """),
     Batches("""
+SELECT set_config('azak.priority_batch', 'on', true);
 WITH bound AS (
     SELECT max(code) AS upper FROM (
         SELECT code FROM stocks_priority_backup
-        WHERE (%(after)s::text IS NULL OR code > %(after)s)
+        WHERE (%(after)s::text IS NULL OR code > %(after)s) AND saved_at > '-infinity'
         ORDER BY code
         LIMIT %(batch_size)s
     ) AS next_keys
 ), changed AS (
+    -- the trigger skips a row the application wrote after this statement began
     UPDATE stocks s SET priority = b.priority
     FROM stocks_priority_backup b
     WHERE (%(after)s::text IS NULL OR b.code > %(after)s) AND b.code <= (SELECT upper FROM bound)
-      AND s.code = b.code
+      AND b.saved_at > '-infinity' AND s.code = b.code
     RETURNING s.code
 ), restored AS (
-    DELETE FROM stocks_priority_backup
-    WHERE (%(after)s::text IS NULL OR code > %(after)s) AND code <= (SELECT upper FROM bound)
+    -- after the updates (their row locks first, the order an application's write takes them);
+    -- a row the application noted since is no original and stays
+    DELETE FROM stocks_priority_backup b
+    WHERE (SELECT count(*) FROM changed) >= 0
+      AND (%(after)s::text IS NULL OR b.code > %(after)s) AND b.code <= (SELECT upper FROM bound)
+      AND b.saved_at > '-infinity'
 )
 SELECT (SELECT upper FROM bound), (SELECT count(*) FROM changed);
 """),
-    Ddl("""
+    Ddl(
+        kept="""
+LOCK TABLE stocks IN ACCESS EXCLUSIVE MODE;
+SELECT code, priority FROM stocks_priority_backup WHERE saved_at = '-infinity' ORDER BY code;
+""",
+        sql="""
+DROP TRIGGER IF EXISTS trigger_stocks_priority_deprecated ON stocks;
 DO $$
 DECLARE
     saved json := obj_description('stocks_priority_backup'::regclass, 'pg_class')::json;
-    left_over bigint := (SELECT count(*) FROM stocks_priority_backup);
+    left_over bigint := (SELECT count(*) FROM stocks_priority_backup WHERE saved_at > '-infinity');
 BEGIN
     IF left_over > 0 THEN
-        RAISE EXCEPTION 'stocks_priority_backup still holds % rows: not dropping it', left_over;
+        RAISE EXCEPTION 'stocks_priority_backup still holds % original rows: not dropping it', left_over;
     END IF;
     IF saved->>'default' IS NULL THEN
         ALTER TABLE stocks ALTER COLUMN priority DROP DEFAULT;
@@ -139,7 +188,8 @@ END
 $$;
 DROP TABLE stocks_priority_backup;
 DROP FUNCTION stocks_priority_deprecated();
-"""),
+""",
+    ),
 )
 
 upgrade, downgrade = entry_points(__name__)

@@ -71,6 +71,7 @@ class BeforeImage:
     applied: list[str] = field(default_factory=list)  # the migrations the ledger held then
     identity: str = ""  # `name on server N`: a same-named database of another server differs
     path: Path | None = None
+    amended: list[str] = field(default_factory=list)  # why values differ from when it was taken
 
     def header(self) -> dict[str, Any]:
         return {
@@ -80,6 +81,7 @@ class BeforeImage:
             "identity": self.identity,
             "catalog": [[*key, value] for key, value in self.catalog.items()],
             "digests": self.digests,
+            **({"amended": self.amended} if self.amended else {}),
         }
 
     def values(self, rewrite: str) -> dict[str, Any]:
@@ -147,6 +149,59 @@ def copy_as(image: BeforeImage, database: str, identity: str, where: Path | None
     return twin
 
 
+def as_text(value: Any) -> str | None:
+    """A JSON value of the image as PostgreSQL's `::text` writes it (3, true, abc, NULL)."""
+    return None if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def digest_of(cur: Any, rw: Rewrite, rows: dict[str, Any]) -> tuple[int, int]:
+    """The digest (count, hash sum) that `rows` (key → value) add to `rw`'s, by the server's hash."""
+    cur.execute(
+        sql.SQL(
+            "SELECT count(*), coalesce(sum(hashtextextended({k}::text || ':' || {c}::text, 0)), 0)::text"
+            " FROM unnest(%s::text[], %s::text[]) AS t({k}, {c}) WHERE {w}"
+        ).format(k=sql.Identifier(rw.key), c=sql.Identifier(rw.column), w=changed_rows(rw)),
+        (list(rows), [as_text(v) for v in rows.values()]),
+    )
+    count, total = cur.fetchone()
+    return int(count), int(total)
+
+
+def amend(image: BeforeImage, rw: Rewrite, kept: dict[Any, Any], cur: Any, why: str) -> BeforeImage:
+    """A newer copy of `image` in which the rows of `kept` (key → value; a key it lacks is
+    added) hold those values of `rw`: the application's writes a rollback kept, `why`."""
+    name, new = str(rw), {str(k): v for k, v in kept.items()}
+    old = {k: v for k, v in image.values(name).items() if k in new}
+    digests = dict(image.digests)
+    if name in digests:
+        (n_old, h_old), (n_new, h_new) = digest_of(cur, rw, old), digest_of(cur, rw, new)
+        count, total = digests[name]
+        digests[name] = [count - n_old + n_new, str(int(total) - h_old + h_new)]
+    twin = BeforeImage(
+        image.database,
+        image.taken_at,
+        image.catalog,
+        digests,
+        image.applied,
+        image.identity,
+        amended=[*image.amended, why],
+    )
+    source_path = image.path
+    assert source_path is not None
+
+    def rows(out: IO[str]) -> None:
+        with gzip.open(source_path, "rt", encoding="utf-8") as source:
+            next(source)
+            for line in source:
+                rewrite, key, _ = json.loads(line)
+                out.write(line if rewrite != name or key not in new else "")
+        for key, value in new.items():
+            out.write(json.dumps([name, key, value], ensure_ascii=False) + "\n")
+
+    write(twin, rows, None)
+    return twin
+
+
 def write(image: BeforeImage, rows: Any, where: Path | None) -> None:
     """Header, then rows, under a temporary name renamed when complete; 0600 in a 0700 folder."""
     folder = where or directory()
@@ -186,7 +241,16 @@ def load(path: Path) -> BeforeImage:
             head.get("applied", []),
             head.get("identity", ""),
         )
-        return BeforeImage(head["database"], head["taken_at"], facts, digests, applied, identity, path)
+        return BeforeImage(
+            head["database"],
+            head["taken_at"],
+            facts,
+            digests,
+            applied,
+            identity,
+            path,
+            head.get("amended", []),
+        )
     except (OSError, EOFError, ValueError, KeyError, TypeError, StopIteration) as exc:
         raise UsageError(f"{path} is not a before-image file ({exc})") from None
 

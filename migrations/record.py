@@ -7,8 +7,11 @@ too), appended to `data/deployments.md` by default: `data/` is kept by `make cle
     record.append(record.Entry("upgrade", "passed", "3 migrations applied", environment="staging"))
 
 Every cell is escaped, so a value (an environment name, a failure message) can neither
-break the table nor put markup into it: pipes, backslashes and newlines, and the characters
-that markdown renderers act on as HTML or code (`<`, `>`, `&`, backticks).
+break the table nor put markup into it: pipes, backslashes and newlines; what renderers act
+on as HTML or code (`<`, `>`, `&`, backticks); links and images (`[`, `]`), emphasis and
+strikethrough (`*`, `~`, `_` outside a word), math (`$`); and what GitHub links by itself:
+URLs (`://`, `www.`), e-mail addresses and @mentions (`@`), issue references (`#12`,
+`GH-12`), each broken by a zero-width space (`&#8203;`). A secret a value shows is ***.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from __future__ import annotations
 import fcntl
 import getpass
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from migrations.dburl import DeployError
+from migrations.dburl import DeployError, mask_text
 
 DEFAULT_PATH = Path("data/deployments.md")
 PATH_ENV = "AZAK_RECORD"  # another default (the tests' own file, make rehearse's)
@@ -34,7 +38,8 @@ def default_path() -> Path:
 COLUMNS = ("date", "environment", "executor", "action", "result", "notes", "report")
 HEADER = "| " + " | ".join(COLUMNS) + " |\n" + "|" + "|".join("---" for _ in COLUMNS) + "|\n"
 
-# `&` first: the entities that follow must not be escaped again.
+# `&` first: the entities that follow must not be escaped again; the backslash before the
+# backslash escapes that follow it.
 _ESCAPES = (
     ("&", "&amp;"),
     ("\\", "&#92;"),
@@ -42,6 +47,18 @@ _ESCAPES = (
     (">", "&gt;"),
     ("`", "&#96;"),
     ("|", "\\|"),
+    ("[", "\\["),
+    ("]", "\\]"),
+    ("*", "\\*"),
+    ("~", "\\~"),
+    ("$", "\\$"),
+)
+ZERO_WIDTH = "&#8203;"
+# `_` that could open or close emphasis (not between two letters or digits); then what GitHub
+# links in text: URLs, www., e-mail addresses and mentions, issue references.
+_PATTERNS = (
+    (re.compile(r"(?<![^\W_])_|_(?![^\W_])"), r"\\_"),
+    (re.compile(r"(:)(//)|(www)(\.)|(@)()|(?<!&)(#)(\d)|(GH-)(\d)", re.IGNORECASE), None),
 )
 
 
@@ -71,16 +88,19 @@ class Entry:
 
 
 def escape(value: object) -> str:
-    """A value as one inert markdown table cell."""
+    """A value as one inert markdown table cell: rendered, it reads as the value (with
+    zero-width spaces), and makes nothing (no link, image, mention, emphasis, HTML)."""
     text = " ".join(str(value).split())  # newlines and tabs: one space
     for raw, safe in _ESCAPES:
         text = text.replace(raw, safe)
-    return text
+    (underscore, replacement), (linked, _) = _PATTERNS
+    text = underscore.sub(replacement, text)
+    return linked.sub(lambda m: ZERO_WIDTH.join(g for g in m.groups() if g is not None), text)
 
 
 def row(entry: Entry) -> str:
-    """The entry as one markdown table line."""
-    return "| " + " | ".join(escape(c) for c in entry.cells()) + " |\n"
+    """The entry as one markdown table line (a secret a value shows: ***)."""
+    return "| " + " | ".join(escape(mask_text(str(c))) for c in entry.cells()) + " |\n"
 
 
 def resolve(path: str | Path | None) -> Path | None:

@@ -23,7 +23,7 @@ from psycopg2.extensions import cursor as Cursor
 
 from migrations import catalog, image, ledger, plan
 from migrations.contract import fold
-from migrations.dburl import URL, DeployError, UsageError, connect, mask
+from migrations.dburl import IDENTITY_SQL, URL, DeployError, UsageError, connect, mask, mask_text, scalar
 from migrations.steps import Batches, Ddl, Migration, load_all
 
 T = TypeVar("T")
@@ -97,8 +97,9 @@ class Runner:
         self.close()
 
     def say(self, text: str) -> None:
-        """One line of progress for the operator."""
-        print(text, file=self.out, flush=True)
+        """One line of progress for the operator (another session's query it names included:
+        whatever secret it shows is ***)."""
+        print(mask_text(text), file=self.out, flush=True)
 
     def query(self, text: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Read-only query in its own short transaction."""
@@ -319,12 +320,35 @@ class Runner:
         """One DDL phase and, at the edges, its ledger change, in one transaction."""
 
         def work(cur: Cursor) -> None:
+            if phase.kept:
+                cur.execute(phase.kept)
+                self.note_kept(cur, migration, cur.fetchall())
             cur.execute(phase.sql)
             if mark:
                 self.record(cur, migration, state, started)
             fault(f"inside:{where}")
 
         self.transaction(work, migration.name)
+
+    def note_kept(self, cur: Cursor, migration: Migration, rows: list[tuple[Any, ...]]) -> None:
+        """The application's writes a rollback kept: noted in the image of just before the
+        migration (verification's yardstick for its rewritten values), or said to be missing."""
+        if not rows:
+            return
+        (rewrite,) = migration.contract.rewrites
+        database, identity = scalar(cur, "SELECT current_database()"), scalar(cur, IDENTITY_SQL)
+        earlier = [m.name for m in self.migrations[: self.migrations.index(migration)]]
+        what = f"the application wrote {len(rows)} {rewrite} value(s) during the rollback, kept"
+        folder = image.directory()
+        try:  # a note that cannot be written is said; the rollback goes on
+            base = image.newest(database, folder, identity=identity, applied=earlier)
+            if base is None:
+                raise DeployError(f"no image of just before {migration.name} in {folder}")
+            amended = image.amend(base, rewrite, dict(rows), cur, f"{what} ({migration.name})")
+        except (UsageError, DeployError, OSError, EOFError, ValueError) as exc:
+            self.say(f"  {migration.name}: {what}; not noted ({exc}): verification will name them")
+            return
+        self.say(f"  {migration.name}: {what}; noted in {amended.path}")
 
     def finish(self, migration: Migration, state: str | None, started: float) -> None:
         """The ledger change after a last data phase, in its own transaction."""

@@ -24,22 +24,34 @@ from migrations.contract import Contract
 # tests' throwaway fourth migration uses this). Dotted module names, comma-separated.
 EXTRA_ENV = "AZAK_EXTRA_MIGRATIONS"
 
-# The file checksums the first version of the kit recorded for US-001 (the ledger then hashed
-# whole files): a ledger written by it is read as applied, not as changed. Its migration 3
-# differs in substance only in schema-qualifying its trigger function's backup table (and
-# reaching an empty stock code): verification names that function's body as a difference.
+# Checksums earlier versions of the kit recorded: a ledger written by one is read as applied,
+# not as changed. The first version hashed whole files; its migration 3 differs in substance
+# only in schema-qualifying its trigger function's backup table (and reaching an empty stock
+# code): verification names that function's body as a difference. The second (cfbdc31f...)
+# had the same upgrade and ends; its downgrade dropped the trigger first (today's keeps the
+# application's writes during the rollback, and finishes what that one started).
 LEGACY_CHECKSUMS = {
-    "add_product_info_table": "566f1795ccc0353c7d64dcb39567501f48aa0cf3b96dd48008ca27fbd3c41015",
-    "add_financial_ratios_table": "0305ed3b914451ad847956da01c8a14ce359101b8bb19dd54fec75f40eabf76c",
-    "deprecate_priority_column": "4e4133d8d141da5dc3051c34ace0597d2785b095c7c713506c1cd9a944e37a66",
+    "add_product_info_table": ("566f1795ccc0353c7d64dcb39567501f48aa0cf3b96dd48008ca27fbd3c41015",),
+    "add_financial_ratios_table": ("0305ed3b914451ad847956da01c8a14ce359101b8bb19dd54fec75f40eabf76c",),
+    "deprecate_priority_column": (
+        "4e4133d8d141da5dc3051c34ace0597d2785b095c7c713506c1cd9a944e37a66",
+        "cfbdc31fb922385f3306537eabb7e6c2b3251ee77d25d31cbb7ee57e4ecb854a",
+    ),
 }
 
 
 @dataclass(frozen=True)
 class Ddl:
-    """Schema statements applied together in one short transaction."""
+    """Schema statements applied together in one short transaction.
+
+    `kept` (a rollback's last phase): a query run first in that transaction, returning (key,
+    value) rows of the migration's rewritten column that the application wrote during the
+    rollback and the rollback kept; the runner notes them in the image of just before the
+    migration, so that verification expects them.
+    """
 
     sql: str
+    kept: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,8 @@ class Migration:
     @property
     def checksum(self) -> str:
         """sha256 of everything the migration runs, in order."""
-        text = "\n".join(f"{d}:{type(p).__name__}:{p.sql}" for d, ps in self.phases() for p in ps)
+        kept = lambda p: f"\nkept:{p.kept}" if isinstance(p, Ddl) and p.kept else ""  # noqa: E731
+        text = "\n".join(f"{d}:{type(p).__name__}:{p.sql}{kept(p)}" for d, ps in self.phases() for p in ps)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def phases(self) -> tuple[tuple[str, tuple[Phase, ...]], ...]:
@@ -87,7 +100,7 @@ class Migration:
 
     def matches(self, recorded: str) -> bool:
         """Whether a ledger checksum is this migration's (today's or the first kit's)."""
-        return recorded in (self.checksum, LEGACY_CHECKSUMS.get(self.name))
+        return recorded in (self.checksum, *LEGACY_CHECKSUMS.get(self.name, ()))
 
     @property
     def has_data_phases(self) -> bool:

@@ -57,6 +57,7 @@ class Target:
         }
         self._conn: Connection | None = None
         self._writer: Connection | None = None
+        self.blind: str | None = None  # why this role can read nothing of the schema, if it cannot
 
     def session(self, read_only: bool) -> Connection:
         """A new session with the timeouts (and, if asked, read-only), or one clear line."""
@@ -103,6 +104,16 @@ class Target:
         if not self.value("SELECT to_regclass('public.schema_migrations') IS NOT NULL"):
             return None
         return dict(self.rows("SELECT name, state FROM public.schema_migrations ORDER BY name"))
+
+    def blind_spot(self) -> str | None:
+        """Why this role may read nothing in schema public (no USAGE on it), else None."""
+        user, quoted, usage = self.rows(
+            "SELECT current_user, quote_ident(current_user), to_regnamespace('public') IS NULL"
+            " OR has_schema_privilege('public', 'USAGE')"
+        )[0]
+        if usage:
+            return None
+        return f"the role {user} has no USAGE on schema public (GRANT USAGE ON SCHEMA public TO {quoted})"
 
     def identity(self) -> str:
         """Which database this is: `name on server N` (backups and images say it too)."""

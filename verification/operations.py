@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from migrations.backup import origin
+from migrations.dburl import mask_text
 
 ERROR = re.compile(r"\b(ERROR|CRITICAL|FATAL|Traceback)\b")
 STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})")
@@ -73,7 +74,7 @@ def log_errors(path: Path, since: datetime | None, limit: int = 5) -> list[str]:
             if stamp and since is not None:
                 in_window = datetime.fromisoformat(stamp.group(1).replace(" ", "T")) >= since
             if in_window and ERROR.search(line):
-                found.append(line.rstrip())
+                found.append(mask_text(line.rstrip()))  # a password or token logged: ***
                 if len(found) >= limit:
                     break
     return found
