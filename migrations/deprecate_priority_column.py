@@ -70,7 +70,8 @@ ALTER TABLE stocks ALTER COLUMN priority SET DEFAULT 1;
 COMMENT ON COLUMN stocks.priority IS
     'DEPRECATED (US-001): always 1, kept for API compatibility; was 크롤링 우선순위 (1~5)';
 """),
-    Batches("""
+    Batches(
+        """
 SELECT set_config('azak.priority_batch', 'on', true);
 WITH bound AS (
     SELECT max(code) AS upper FROM (
@@ -92,14 +93,17 @@ WITH bound AS (
     RETURNING code
 )
 SELECT (SELECT upper FROM bound), (SELECT count(*) FROM changed);
-"""),
+""",
+        total="SELECT count(*) FROM stocks",
+    ),
 )
 
 DOWNGRADE = (
     Ddl("""
 DROP TRIGGER IF EXISTS trigger_stocks_priority_deprecated ON stocks;
 """),
-    Batches("""
+    Batches(
+        """
 WITH bound AS (
     SELECT max(code) AS upper FROM (
         SELECT code FROM stocks_priority_backup
@@ -118,7 +122,9 @@ WITH bound AS (
     WHERE (%(after)s::text IS NULL OR code > %(after)s) AND code <= (SELECT upper FROM bound)
 )
 SELECT (SELECT upper FROM bound), (SELECT count(*) FROM changed);
-"""),
+""",
+        total="SELECT count(*) FROM stocks_priority_backup",
+    ),
     Ddl("""
 DO $$
 DECLARE
