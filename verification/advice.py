@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 from migrations.catalog import Key
-from migrations.contract import quote
-from migrations.steps import Ddl, Migration
+from migrations.steps import Migration
+from verification.repairs import Difference, repair
 
 YARDSTICK = "before-image"  # the checklist item of the check that the before-image is known
 BACKUP = "backup"
@@ -44,15 +44,6 @@ class Step:
 
     text: str
     commands: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Difference:
-    """A catalog fact that differs: what it should be (None: absent) and what was found."""
-
-    key: Key
-    expected: str | None
-    found: str | None
 
 
 @dataclass
@@ -133,87 +124,6 @@ class Kit:
         head = f"psql -X -v ON_ERROR_STOP=1 -1 -d {shlex.quote(db)}"
         setup = "-c 'SET search_path = public; SET lock_timeout = 2000'"
         return " \\\n  ".join([f"{head} {setup}", *(f"-c {shlex.quote(s)}" for s in statements)])
-
-
-# -- the statements a migration wrote ------------------------------------------------------------
-
-DOLLAR = re.compile(r"\$([A-Za-z_]\w*)?\$")
-LEADING_COMMENTS = re.compile(r"^(\s*--[^\n]*\n)+")
-
-
-def statements(text: str) -> list[str]:
-    """SQL text split at its semicolons (quotes, dollar quotes and comments respected)."""
-    found, start, i = [], 0, 0
-    while i < len(text):
-        char = text[i]
-        if char in "'\"":
-            end = text.find(char, i + 1)
-            while end != -1 and text.startswith(char, end + 1):  # a doubled quote
-                end = text.find(char, end + 2)
-            i = len(text) if end == -1 else end + 1
-            continue
-        tag = DOLLAR.match(text, i) if char == "$" else None
-        closing = {"-": "\n", "/": "*/"}.get(char) if text.startswith(("--", "/*"), i) else None
-        if tag or closing:
-            mark = tag.group(0) if tag else closing or ""
-            end = text.find(mark, i + (len(mark) if tag else 2))
-            i = len(text) if end == -1 else end + len(mark)
-            continue
-        if char == ";":
-            found.append(text[start : i + 1])
-            start = i + 1
-        i += 1
-    found.append(text[start:])
-    cleaned = (LEADING_COMMENTS.sub("", s.strip() + "\n").strip() for s in found)
-    return [s for s in cleaned if s.rstrip(";").strip()]
-
-
-def name(text: str) -> str:
-    """An identifier as a migration may write it (unquoted or quoted, optionally in public)."""
-    return rf'(?:public\.)?"?{re.escape(text)}"?'
-
-
-def creates(statement: str, key: Key) -> bool:
-    """Whether `statement` creates (or sets) the fact `key`."""
-    table = name(key.table)
-    patterns = {
-        "index": rf"CREATE\s+(UNIQUE\s+)?INDEX\s+(CONCURRENTLY\s+)?(IF\s+NOT\s+EXISTS\s+)?{name(key.name)}"
-        rf"\s+ON\s+(ONLY\s+)?{table}[\s(]",
-        "trigger": rf"CREATE\s+(OR\s+REPLACE\s+)?(CONSTRAINT\s+)?TRIGGER\s+{name(key.name)}"
-        rf"\s.*?\sON\s+{table}\s",
-        "function": rf"CREATE\s+(OR\s+REPLACE\s+)?FUNCTION\s+{name(key.name.split('(')[0])}\s*\(",
-        "comment": rf"COMMENT\s+ON\s+COLUMN\s+{table}\.{name(key.name)}\s+IS\s"
-        if key.name
-        else rf"COMMENT\s+ON\s+TABLE\s+{table}\s+IS\s",
-    }
-    pattern = patterns.get(key.kind)
-    return bool(pattern and re.match(pattern, statement, re.IGNORECASE | re.DOTALL))
-
-
-def repair(migration: Migration, difference: Difference) -> tuple[int, list[str]] | None:
-    """The statements that put a fact back as `migration` made it, without touching data, and
-    where they stand in its SQL; None when there are none (the fact holds or needs data)."""
-    key, found = difference.key, difference.found
-    if difference.expected is None:
-        return None
-    if key.kind == "constraint":
-        if found != f"{difference.expected} NOT VALID":
-            return None
-        return 1 << 30, [f"ALTER TABLE public.{quote(key.table)} VALIDATE CONSTRAINT {quote(key.name)};"]
-    written = [s for p in migration.upgrade if isinstance(p, Ddl) for s in statements(p.sql)]
-    position = next((i for i, s in enumerate(written) if creates(s, key)), None)
-    if position is None:
-        return None
-    statement = written[position]
-    if found is None or key.kind == "comment":
-        return position, [statement]
-    if key.kind == "function":  # as written, replacing the body in place
-        return position, [re.sub(r"^CREATE\s+FUNCTION", "CREATE OR REPLACE FUNCTION", statement, flags=re.I)]
-    drop = {
-        "index": f"DROP INDEX public.{quote(key.name)};",
-        "trigger": f"DROP TRIGGER IF EXISTS {quote(key.name)} ON public.{quote(key.table)};",
-    }[key.kind]
-    return position, [drop, statement]
 
 
 # -- what failed, by owner -----------------------------------------------------------------------
@@ -308,6 +218,11 @@ class Advisor:
     def run(self, args: str) -> str:
         return self.kit.migrations(self.db.name, args)
 
+    def backed_up(self, target: str) -> list[str]:
+        """At base: a backup (which keeps a before-image beside it), then verify with it."""
+        where = shlex.quote(str(self.db.backup_dir))
+        return [self.run(f"backup --dir {where}"), self.verify(target, f"--backup-dir={where}")]
+
     def steps(self, failures: list[Failure]) -> list[Step]:
         if self.db.unreadable:
             return [
@@ -366,9 +281,7 @@ class Advisor:
                     )
                 ]
             if not recorded:
-                where = shlex.quote(str(self.db.backup_dir))
-                no_image = any(f.item == YARDSTICK for f in failures)  # a backup at base keeps one
-                at_base = [self.run(f"backup --dir {where}"), self.verify("base", f"--backup-dir={where}")]
+                no_image = any(f.item == YARDSTICK for f in failures)
                 return [
                     Step(
                         f"This database is not deployed: the ledger records no migration ({self.shown}"
@@ -378,7 +291,7 @@ class Advisor:
                     Step(
                         "Or, if it should be as before the deployment, verify that instead"
                         + (" (with a before-image: a backup at base keeps one):" if no_image else ":"),
-                        at_base if no_image else [self.verify("base")],
+                        self.backed_up("base") if no_image else [self.verify("base")],
                     ),
                 ]
             return [
@@ -404,12 +317,11 @@ class Advisor:
         if not any(f.item == YARDSTICK for f in failures):
             return []
         if not self.db.ledger:  # at base: a backup keeps one now
-            where = shlex.quote(str(self.db.backup_dir))
             return [
                 Step(
                     "No before-image of the database (the yardstick of every fact the migrations do not"
                     " declare): at base, a backup keeps one beside its dump. Take one, then verify with it:",
-                    [self.run(f"backup --dir {where}"), self.verify(self.target, f"--backup-dir={where}")],
+                    self.backed_up(self.target),
                 )
             ]
         return [

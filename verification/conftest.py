@@ -29,8 +29,9 @@ from migrations import catalog, image
 from migrations.dburl import DeployError, UsageError, describe, mask, resolve
 from migrations.steps import load_all
 from verification import operations
-from verification.advice import DIFFERENCES, Difference
+from verification.advice import DIFFERENCES
 from verification.db import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, Probe, Target
+from verification.repairs import Difference
 from verification.report import DeploymentReport
 from verification.state import ALIASES, Judge, State, check, target_name
 
