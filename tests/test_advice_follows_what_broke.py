@@ -253,6 +253,35 @@ def test_an_interrupted_migration_is_finished_by_the_same_command(deployed_db: D
     run_step(first)
 
 
+def test_an_interrupted_rollback_is_finished_by_the_same_command(deployed_db: Db) -> None:
+    deployed_db.execute(
+        "UPDATE schema_migrations SET state = 'reverting' WHERE name = 'deprecate_priority_column'"
+    )
+    first = advice(deployed_db)[0]
+    assert first.text.startswith("deprecate_priority_column was interrupted (reverting)"), first
+    assert "-m migrations downgrade --to add_financial_ratios_table" in first.commands[0]
+    run_step(first)  # every original priority back; verified at add_financial_ratios_table
+
+
+def test_an_upgrade_that_stopped_short_is_finished(app_db: Db) -> None:
+    with app_db.runner() as runner:
+        runner.upgrade("add_product_info_table")
+    first = advice(app_db)[0]
+    assert first.text == "The ledger stops at add_product_info_table (head expected): finish the upgrade:"
+    run_step(first)
+
+
+def test_a_missing_backup_is_taken_before_anything_else(deployed_db: Db, tmp_path: Path) -> None:
+    deployed_db.execute("DROP INDEX idx_product_info_stock_code")
+    steps = advice(deployed_db, f"--backup-dir={tmp_path}")
+    assert steps[0].text.startswith(f"No usable recent backup in {tmp_path}: take one"), steps[0]
+    assert steps[1].text.startswith("Repair index product_info.idx_product_info_stock_code")
+    run_step(steps[0])
+    after = advice(deployed_db, f"--backup-dir={tmp_path}")  # the backup now counts: the repair is first
+    assert after[0].text.startswith("Repair index product_info.idx_product_info_stock_code"), after[0]
+    assert str(tmp_path / "azak_backup_") in after[2].commands[0]  # the restore names the new backup
+
+
 def test_a_rollback_that_stopped_short_is_finished(deployed_db: Db) -> None:
     first = advice(deployed_db, "--to=add_financial_ratios_table")[0]
     assert first.text.startswith(
