@@ -1,16 +1,19 @@
-# Two commands on a fresh machine: `make rehearse` and `make test`. Each makes .venv itself.
+# Two commands on a fresh machine: `make rehearse` and `make test`. Each makes .venv itself;
+# `make setup` only makes it (to deploy: .venv/bin/python -m migrations / -m verification).
 PYTHON      ?= python3
 VENV        := .venv
 PY          := $(VENV)/bin/python
 READY       := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: rehearse test lint bench clean
+.PHONY: setup rehearse test lint bench clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
+
+setup: $(READY)  ## .venv with the kit installed, nothing else (then: .venv/bin/python -m migrations ...)
 
 rehearse: $(READY)  ## the whole deployment plan on throwaway databases
 	$(PY) -m migrations.rehearse

@@ -87,7 +87,8 @@ ALTER TABLE stocks ALTER COLUMN priority SET DEFAULT 1;
 COMMENT ON COLUMN stocks.priority IS
     'DEPRECATED (US-001): always 1, kept for API compatibility; was 크롤링 우선순위 (1~5)';
 """),
-    Batches("""
+    Batches(
+        """
 SELECT set_config('azak.priority_batch', 'on', true);
 WITH bound AS (
     SELECT max(code) AS upper FROM (
@@ -109,7 +110,9 @@ WITH bound AS (
     RETURNING code
 )
 SELECT (SELECT upper FROM bound), (SELECT count(*) FROM changed);
-"""),
+""",
+        total="SELECT count(*) FROM stocks",
+    ),
 )
 
 DOWNGRADE = (
@@ -136,7 +139,8 @@ BEGIN
 END
 $$;
 """),
-    Batches("""
+    Batches(
+        """
 SELECT set_config('azak.priority_batch', 'on', true);
 WITH bound AS (
     SELECT max(code) AS upper FROM (
@@ -161,7 +165,9 @@ WITH bound AS (
       AND b.saved_at > '-infinity'
 )
 SELECT (SELECT upper FROM bound), (SELECT count(*) FROM changed);
-"""),
+""",
+        total="SELECT count(*) FROM stocks_priority_backup WHERE saved_at > '-infinity'",
+    ),
     Ddl(
         kept="""
 LOCK TABLE stocks IN ACCESS EXCLUSIVE MODE;

@@ -34,26 +34,14 @@ IMAGES = REPORTS / "rehearsal-images"
 def run_verification(
     url: URL | None, *args: str, plugins: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
-    """`pytest verification ARGS` on `url` as an operator runs it, with only the plugins
-    an operator's install has, and `plugins` (the dev tools, hypothesis above all, cost a
-    second to load). `url` None: the databases are in ARGS."""
-    loaded = [
-        arg for name in ("pytest_metadata.plugin", "pytest_html.plugin", *plugins) for arg in ("-p", name)
-    ]
+    """`python -m verification -q ARGS` on `url`, as the README runs it: only the plugins a
+    verification needs (the dev tools, hypothesis above all, cost a second to load), and
+    `plugins`. `url` None: the databases are in ARGS."""
+    loaded = [arg for name in plugins for arg in ("-p", name)]
     # the URL travels in the environment, never in argv (which `ps` shows to everyone)
     target = {"DATABASE_URL": url.render_as_string(hide_password=False)} if url is not None else {}
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "verification",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        *loaded,
-        *args,
-    ]
-    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **target}
+    argv = [sys.executable, "-m", "verification", "-q", *loaded, *args]
+    env = {**os.environ, **target}
     return subprocess.run(argv, capture_output=True, text=True, check=False, env=env, cwd=ROOT)
 
 

@@ -24,6 +24,7 @@ from psycopg2.extensions import cursor as Cursor
 from migrations import catalog, image, ledger, plan
 from migrations.contract import fold
 from migrations.dburl import IDENTITY_SQL, URL, DeployError, UsageError, connect, mask, mask_text, scalar
+from migrations.progress import Progress
 from migrations.steps import Batches, Ddl, Migration, load_all
 
 T = TypeVar("T")
@@ -71,6 +72,7 @@ class Runner:
         self.settings = settings or Settings()
         self.out = out
         self.migrations = load_all() if migrations is None else migrations
+        self.progress: Progress | None = None  # a batched phase's, while it runs
         # Session-wide bounds too, so that no query of the runner can queue forever.
         self.conn: Connection = connect(
             url,
@@ -98,7 +100,9 @@ class Runner:
 
     def say(self, text: str) -> None:
         """One line of progress for the operator (another session's query it names included:
-        whatever secret it shows is ***)."""
+        whatever secret it shows is ***), below a batched phase's progress line."""
+        if self.progress is not None:
+            self.progress.clear()
         print(mask_text(text), file=self.out, flush=True)
 
     def query(self, text: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -376,25 +380,34 @@ class Runner:
         )
 
     def run_batches(self, migration: Migration, phase: Batches) -> None:
-        """Repeat the data statement in short transactions until no key is left."""
+        """Repeat the data statement in short transactions until no key is left, showing the
+        keys done of the phase's total, the rate and the time left."""
         after: str | None = None
         batch, total = 0, 0
-        while True:
-            batch += 1
+        count = phase.total
+        keys = self.transaction(lambda cur: scalar(cur, count), f"{migration.name}: count") if count else None
+        shown = self.progress = Progress(f"  {migration.name}", keys, "rows", out=self.out)
+        try:
+            while True:
+                batch += 1
 
-            def work(cur: Cursor, n: int = batch, after: str | None = after) -> tuple[Any, int]:
-                cur.execute(phase.sql, {"after": after, "batch_size": self.settings.batch_size})
-                row = cur.fetchone()
-                assert row is not None, "a batch statement returns one row"
-                last, changed = row
-                fault(f"inside-batch:{migration.name}:{n}")
-                return last, changed
+                def work(cur: Cursor, n: int = batch, after: str | None = after) -> tuple[Any, int]:
+                    cur.execute(phase.sql, {"after": after, "batch_size": self.settings.batch_size})
+                    row = cur.fetchone()
+                    assert row is not None, "a batch statement returns one row"
+                    last, changed = row
+                    fault(f"inside-batch:{migration.name}:{n}")
+                    return last, changed
 
-            last, changed = self.transaction(work, f"{migration.name} batch {batch}")
-            fault(f"after-batch:{migration.name}:{batch}")
-            if last is None:
-                break
-            after, total = last, total + changed
+                last, changed = self.transaction(work, f"{migration.name} batch {batch}")
+                fault(f"after-batch:{migration.name}:{batch}")
+                if last is None:
+                    break
+                after, total = last, total + changed
+                shown.update(batch * self.settings.batch_size)
+        finally:
+            shown.clear()
+            self.progress = None
         self.say(f"  {migration.name}: {total} rows changed in {batch - 1} batches")
 
     def plan(self) -> str:

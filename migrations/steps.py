@@ -60,10 +60,12 @@ class Batches:
 
     The SQL takes `%(after)s` (the last key done; NULL before the first batch) and
     `%(batch_size)s`; its last statement returns one row: (last key of this batch or NULL when
-    nothing was left, rows changed).
+    nothing was left, rows changed). `total`, a query of one value, says how many keys the
+    batches will go through: for the progress line only (not part of the checksum).
     """
 
     sql: str
+    total: str | None = None
 
 
 Phase = Ddl | Batches

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -71,10 +72,12 @@ def load_deployed(**kw: Any) -> None:
 # and the next run (or one running beside it on the same server) must not trip over them.
 RUN = uuid.uuid4().hex[:8]
 # Before-images of this run's databases (kept by upgrade and backup), never in the repo's data/;
-# subprocesses (the CLI, pytest verification) inherit it.
-os.environ[image.DIR_ENV] = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"azak_images_{RUN}")
+# subprocesses (the CLI, pytest verification) inherit it. Removed when the session ends.
+IMAGES = Path(os.environ.get("TMPDIR", "/tmp")) / f"azak_images_{RUN}"
+os.environ[image.DIR_ENV] = str(IMAGES)
 # Likewise the deployment record that every command and verification writes.
-os.environ[record.PATH_ENV] = str(Path(os.environ.get("TMPDIR", "/tmp")) / f"azak_record_{RUN}.md")
+RECORD = Path(os.environ.get("TMPDIR", "/tmp")) / f"azak_record_{RUN}.md"
+os.environ[record.PATH_ENV] = str(RECORD)
 SERVER = {
     "host": os.environ.get("PGHOST"),
     "port": os.environ.get("PGPORT"),
@@ -83,6 +86,13 @@ SERVER = {
 }
 app_template = factories.postgresql_noproc(**SERVER, dbname=f"azak_app_{RUN}", load=[load_app])
 deployed_template = factories.postgresql_noproc(**SERVER, dbname=f"azak_deployed_{RUN}", load=[load_deployed])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """This process's before-images and record go with it: a test run leaves no files behind
+    (each xdist worker, and the controller, has its own)."""
+    shutil.rmtree(IMAGES, ignore_errors=True)
+    RECORD.unlink(missing_ok=True)
 
 
 @dataclass

@@ -163,13 +163,14 @@ def test_next_step_names_the_exact_commands_for_this_database(broken: BrokenRun)
     newest = broken.backup / "azak_backup_20261124_175900.sql.gz"
     section = broken.html.split("id='us001-next-step'", 1)[1].split("</section>", 1)[0]
     steps = html.unescape(section)
-    for command in (
-        f"python -m migrations downgrade --to add_financial_ratios_table --db-url '{url}'",
-        f"python -m migrations downgrade --to base --db-url '{url}'",
-        f"python -m migrations restore {newest} --yes --db-url '{url}'",
+    for command in (  # the index as its migration wrote it, then the rollback of that migration
+        "-c 'CREATE INDEX idx_financial_ratios_stock_stac ON financial_ratios (stock_code, stac_yymm DESC);'",
+        f"-m migrations downgrade --to add_product_info_table --db-url '{url}'",
+        f"-m migrations restore {newest} --yes --db-url '{url}'",
     ):
         assert command in steps, steps
         assert command in broken.stdout  # the terminal says the same
+    assert steps.index("CREATE INDEX") < steps.index("downgrade") < steps.index("restore")
     assert 'README.md, section "Troubleshooting"' in steps
     assert SECRET not in broken.html + broken.stdout + broken.record
 

@@ -1,9 +1,13 @@
 """The post-deploy checklist's plumbing: options, the target database, probes, the report.
 
-pytest verification --db-url=postgresql://user@host/db [--to head|base|NAME]
+python -m verification --db-url=postgresql://user@host/db [--to head|base|NAME]
     [--env-name=production --executor=NAME --html=reports/x.html --self-contained-html
      --record=reports/deployments.md --app-url=URL --app-log=F --since=T --backup-dir=D
      --app-models=backend.db.models:Base --app-path=../app]
+
+(`pytest verification ...` runs the same checks with every installed plugin loaded.) Bad
+options are refused before any connection or check, in one line (exit 4, pytest's code for
+usage errors), and leave no row in the record.
 
 A fleet: `--db-url` more than once, or `--db-urls-file FILE`; every database check then runs
 once per database, its test id naming the database (password masked); `-n auto` runs them
@@ -13,6 +17,7 @@ in parallel.
 from __future__ import annotations
 
 import getpass
+import math
 import os
 import secrets
 from collections.abc import Generator, Iterator
@@ -25,7 +30,10 @@ import pytest
 from migrations import catalog, image
 from migrations.dburl import URL, DeployError, UsageError, describe, mask, mask_text, resolve, scrub
 from migrations.steps import load_all
+from verification import operations
+from verification.advice import DIFFERENCES
 from verification.db import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, Probe, Target
+from verification.repairs import Difference
 from verification.report import DeploymentReport
 from verification.state import ALIASES, Judge, State, check, target_name
 
@@ -37,11 +45,19 @@ ALLOWED = pytest.StashKey[list[str]]()  # differences allowed by --allow, as fou
 LEDGER_HEAD = pytest.StashKey[str]()  # --to ledger: the state the ledger records
 BEFORE = pytest.StashKey[image.BeforeImage]()  # --before FILE, read once
 APP_MODELS = pytest.StashKey[Any]()  # --app-models, imported once (verification.models.Models)
+# Numeric options: (type, lowest, highest), checked before anything runs.
+NUMBERS: dict[str, tuple[type[int] | type[float], float, float]] = {
+    "--lock-timeout": (int, 1, 600_000),
+    "--statement-timeout": (int, 1, 3_600_000),
+    "--app-timeout": (float, 0.1, 600),
+    "--backup-max-age": (float, 0, 100_000),
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """The verification options."""
-    group = parser.getgroup("us001", "US-001 post-deploy verification")
+    # first in --help, right after the positional arguments
+    group = parser.getgroup("us001", "US-001 post-deploy verification", after="_anonymous")
     group.addoption(
         "--db-url",
         action="append",
@@ -58,8 +74,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--expect",
-        choices=tuple(ALIASES),
         default=None,
+        metavar="upgraded|rolled-back",
         help="the same as --to: upgraded = head, rolled-back = base",
     )
     group.addoption(
@@ -90,7 +106,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--executor", default=None, help="who runs the verification (default: OS user)")
     group.addoption("--app-url", default=None, help="application health URL that must answer 2xx")
-    group.addoption("--app-timeout", type=float, default=5.0, help="seconds the health URL may take")
+    group.addoption("--app-timeout", default=5.0, metavar="S", help="seconds the health URL may take (5)")
     # Not --log-file: that is pytest's own option, and pytest would overwrite the file with its log.
     group.addoption("--app-log", default=None, help="application log file to scan for errors")
     group.addoption(
@@ -108,18 +124,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--backup-dir", default=None, help="directory of the pre-deploy backup")
     group.addoption(
-        "--backup-max-age", type=float, default=24.0, help="hours the backup may be old (default 24)"
+        "--backup-max-age", default=24.0, metavar="H", help="hours the backup may be old (default 24)"
     )
     group.addoption(
         "--lock-timeout",
-        type=int,
         default=LOCK_TIMEOUT_MS,
         metavar="MS",
         help=f"lock_timeout of every check's session (default {LOCK_TIMEOUT_MS})",
     )
     group.addoption(
         "--statement-timeout",
-        type=int,
         default=STATEMENT_TIMEOUT_MS,
         metavar="MS",
         help=f"statement_timeout of every check's session (default {STATEMENT_TIMEOUT_MS})",
@@ -134,13 +148,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Connect once, before any check: bad input or an unreachable database is one line."""
+    """Check the options, then connect once, before any check: bad input or an unreachable
+    database is one line."""
     config.addinivalue_line("markers", "needs(key, ...): the check tries objects the state must have")
     config.addinivalue_line(
         "markers", "applied(name, not_=False): the check holds while NAME is (not) applied"
     )
-    if config.option.collectonly or config.option.help or config.option.version or config.option.markers:
-        return  # nothing to connect to: --help lists the options without a database
+    config.addinivalue_line("markers", "checklist(item): the check's checklist item, if not its module's")
+    config.addinivalue_line(
+        "markers", "rollback_source: the check judges what a rollback gives back (failed: restore first)"
+    )
+    if config.option.help or config.option.version:
+        return  # --help lists the options without a database
+    validate(config)
+    if config.option.collectonly or config.option.markers:
+        return  # nothing to connect to
     targets: dict[str, Target] = {}
     try:
         given = config.getoption("--before")
@@ -168,7 +190,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if target_name(config) == "ledger":
         config.stash[LEDGER_HEAD] = ledger_head(list(targets.values()))
     executor = config.getoption("--executor") or getpass.getuser()
-    report = DeploymentReport(config, list(targets.values()), executor)
+    report = DeploymentReport(config, list(targets.values()), executor, chosen(config))
     config.pluginmanager.register(report, "us001-report")
     report.learn_servers()
 
@@ -208,6 +230,26 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     target = targets.get(name) if name else next(iter(targets.values()), None)
     if target is not None and target.blind:
         pytest.skip(f"{target.blind}: not checked")
+def validate(config: pytest.Config) -> None:
+    """The options an operator gives, each a usage error in one line when wrong."""
+    for name, (kind, low, high) in NUMBERS.items():
+        text = config.getoption(name)
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise pytest.UsageError(f"{name}={text}: not a number") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise pytest.UsageError(f"{name}={text}: must be between {low!r} and {high!r}")
+        setattr(config.option, name.lstrip("-").replace("-", "_"), value)
+    expect = config.getoption("--expect")
+    if expect and expect not in ALIASES:
+        raise pytest.UsageError(f"--expect={expect}: one of {', '.join(ALIASES)} (or --to head|base|NAME)")
+    since = config.getoption("--since")
+    try:
+        operations.parse_since(since) if since else None
+    except ValueError:
+        raise pytest.UsageError(f"--since={since}: neither an ISO time nor 30m / 2h / 1d") from None
+    chosen(config)  # --to: a known migration, head, base or ledger
 
 
 def given_urls(config: pytest.Config) -> list[str | None]:
@@ -396,7 +438,24 @@ def judge(request: pytest.FixtureRequest, state: State, found: catalog.Image) ->
     difference; allowed ones are kept for the terminal and the report."""
     notes: list[str] = request.config.stash.setdefault(ALLOWED, [])
     allowed = list(request.config.getoption("--allow"))
-    return lambda group, troubleshoot=None: check(state, found, group, allowed, notes, troubleshoot)
+
+    def judged(group: str, troubleshoot: Any = None) -> None:
+        try:
+            check(state, found, group, allowed, notes, troubleshoot)
+        except AssertionError:  # what differs, for the advice
+            request.node.stash[DIFFERENCES] = differences(state, found, group, allowed)
+            raise
+
+    return judged
+
+
+def differences(state: State, found: catalog.Image, group: str, allowed: list[str]) -> list[Difference]:
+    """The facts of a group that differ (not allowed), with what each should be and is."""
+    keys = {str(k): k for k in (*state.expected, *found)}
+    subjects = [line.split(": ", 1)[0] for line in state.judge(found, group).allow(allowed).lines]
+    return [
+        Difference(keys[s], state.expected.get(keys[s]), found.get(keys[s])) for s in subjects if s in keys
+    ]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -1,9 +1,10 @@
 """What a verification run leaves behind: the HTML report, the terminal's last lines, the record.
 
 Both the report and the terminal lead with the runbook's checklist (tables, indexes, foreign
-keys, UNIQUE, priority, application, logs, backup: passed, FAILED or not checked, and why),
-then each failure as expected vs found, then what to do now: the commands that roll this
-database back or restore its newest backup, and where the troubleshooting queries are.
+keys, UNIQUE, priority, application, logs, backup: passed, FAILED, partly or not checked, and
+why), then each failure as expected vs found, then what to do now (`verification.advice`):
+the steps that follow from what failed and which migration owns it, each with its commands,
+and where the troubleshooting queries are. The counts are pytest's, in its words.
 
 The record is the runbook's deployment table, kept by migrations.record (default
 data/deployments.md). The database is only ever shown masked, and every value that reaches
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import html
 import shlex
+import shutil
+import sys
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,8 +31,11 @@ from migrations import record
 from migrations.dburl import URL, DeployError, describe, mask
 from migrations.steps import load_all
 from verification import operations
+from verification.advice import Advisor, Database, Kit, Step, facts_of, failure
 from verification.db import Target
 from verification.state import target_name
+
+__all__ = ["CHECKLIST", "DeploymentReport", "Step", "checklist_of", "kit_python"]
 
 # The runbook's checklist, in its order: always shown, "not checked" when no check ran.
 RUNBOOK = ("tables", "indexes", "foreign keys", "UNIQUE", "priority", "application", "logs", "backup")
@@ -45,7 +51,8 @@ BY_MODULE = {
 }
 BY_FUNCTION = {"test_application_": "application", "test_log_": "logs", "test_backup_": "backup"}
 TROUBLESHOOTING = 'README.md, section "Troubleshooting"'
-NEWEST_BACKUP_PATTERN = "azak_backup_*.sql.gz"
+# The options of a run that change its verdict: kept in the verification commands it advises.
+JUDGING = ("--before", "--images", "--backup-dir", "--allow", "--env-name", "--record")
 
 
 def checklist_of(module_name: str, function_name: str, declared: object = None) -> str:
@@ -63,7 +70,10 @@ def checklist_of(module_name: str, function_name: str, declared: object = None) 
 
 
 def item_checklist(item: pytest.Item) -> str:
-    """checklist_of for a collected item."""
+    """checklist_of for a collected item (a `checklist` marker names its own)."""
+    marked = item.get_closest_marker("checklist")
+    if marked is not None:
+        return str(marked.args[0])
     module = getattr(item, "module", None)
     function = getattr(getattr(item, "function", None), "__name__", item.name)
     return checklist_of(
@@ -80,8 +90,9 @@ class Check:
     nodeid: str
     item: str
     database: str | None = None  # in a fleet: the (masked) database it judged
-    outcome: str = "passed"  # passed / failed / skipped
+    outcome: str = "passed"  # passed / failed / error (could not run) / skipped
     message: str = ""  # failed: expected vs found; skipped: why
+    facts: dict[str, Any] | None = None  # failed: what it judged (verification.advice)
 
     @property
     def name(self) -> str:
@@ -98,7 +109,8 @@ class Verdict:
 
     @property
     def failed(self) -> list[Check]:
-        return [c for c in self.checks if c.outcome == "failed"]
+        """Failed, or could not run: either way not passed."""
+        return [c for c in self.checks if c.outcome in ("failed", "error")]
 
     @property
     def skipped(self) -> list[Check]:
@@ -106,12 +118,12 @@ class Verdict:
 
     @property
     def state(self) -> str:
-        """passed / failed / skipped."""
+        """passed / failed / skipped / partial (some checks not run: never green)."""
         if self.failed:
             return "failed"
         if len(self.skipped) == len(self.checks):
             return "skipped"
-        return "passed"
+        return "partial" if self.skipped else "passed"
 
     @property
     def reason(self) -> str:
@@ -123,31 +135,28 @@ class Verdict:
     def text(self) -> str:
         """The verdict in words."""
         if self.state == "failed":
-            return f"FAILED ({len(self.failed)} of {len(self.checks)} checks)"
+            errors = sum(c.outcome == "error" for c in self.checks)
+            more = f"; {errors} could not run" if errors else ""
+            return f"FAILED ({len(self.failed)} of {len(self.checks)} checks{more})"
         if self.state == "skipped":
             return f"not checked: {self.reason}"
         done = len(self.checks) - len(self.skipped)
-        more = f"; {len(self.skipped)} not checked: {self.reason}" if self.skipped else ""
-        return f"passed ({done} check{'s' if done != 1 else ''}{more})"
-
-
-@dataclass
-class Step:
-    """One thing to do now: what, and the command if there is one."""
-
-    text: str
-    commands: list[str] = field(default_factory=list)
+        if self.skipped:
+            return f"partly checked: {done} passed, {len(self.skipped)} not checked: {self.reason}"
+        return f"passed ({done} check{'s' if done != 1 else ''})"
 
 
 class DeploymentReport:
     """A pytest plugin: the checklist, the HTML report's content, the terminal's end, the record."""
 
-    def __init__(self, config: pytest.Config, targets: list[Target], executor: str) -> None:
+    def __init__(self, config: pytest.Config, targets: list[Target], executor: str, chosen: str) -> None:
         self.config = config
+        self.chosen = chosen  # the migration the verified state ends with, or base
         self.targets = {mask(t.url): t for t in targets}
         self.urls: dict[str, URL] = {mask(t.url): t.url for t in targets}
-        self.ledgers: dict[str, list[str]] = {}
+        self.ledgers: dict[str, dict[str, str] | None] = {}  # migration → state; None: no table
         self.unreadable: dict[str, str] = {}  # databases whose ledger this role may not read
+        self.deselected = 0
         self.facts: dict[str, str] = {
             "Environment": config.getoption("--env-name"),
             "Executor": executor,
@@ -183,11 +192,22 @@ class DeploymentReport:
 
     @property
     def failed(self) -> list[Check]:
-        return [c for c in self.checks.values() if c.outcome == "failed"]
+        """Failed, or could not run (pytest's errors)."""
+        return [c for c in self.checks.values() if c.outcome in ("failed", "error")]
 
     def counts(self) -> dict[str, int]:
         outcomes = [c.outcome for c in self.checks.values()]
-        return {k: outcomes.count(k) for k in ("passed", "failed", "skipped")}
+        return {k: outcomes.count(k) for k in ("passed", "failed", "error", "skipped")}
+
+    def count_line(self) -> str:
+        """The counts in pytest's words, each explained: they add up to pytest's own line."""
+        n = self.counts()
+        parts = [f"{n['passed']} passed", f"{n['failed']} failed"]
+        parts += [f"{n['error']} error{'s' if n['error'] != 1 else ''} (could not run)"] if n["error"] else []
+        parts += [f"{n['skipped']} skipped (not checked)"] if n["skipped"] else []
+        if self.deselected:
+            parts.append(f"{self.deselected} deselected (not applicable at {self.facts['Expected state']})")
+        return ", ".join(parts)
 
     def failed_databases(self) -> dict[str, int]:
         """In a fleet: failed checks per database."""
@@ -209,10 +229,10 @@ class DeploymentReport:
 
     @property
     def result(self) -> str:
-        """The record's result: passed, passed with N not checked, or FAILED."""
+        """The record's result: passed, passed with N items (partly) not checked, or FAILED."""
         if self.failed:
             return "FAILED"
-        unchecked = [v for v in self.unchecked() if v.state == "skipped"]
+        unchecked = self.unchecked()
         return f"passed, {len(unchecked)} not checked" if unchecked else "passed"
 
     # -- what to do now -------------------------------------------------------------------
@@ -223,67 +243,29 @@ class DeploymentReport:
 
     def deployment_steps(self) -> list[Step]:
         """What the operator does next, with the commands for these databases."""
-        expect = "rolled-back" if target_name(self.config) == "base" else "upgraded"
-        failed_dbs = list(self.failed_databases()) or list(self.targets)
+        kit = self.kit()
         if not self.failed:
-            steps = [Step(f"Nothing to do: the database is as the migrations require ({expect}).")]
-            if expect == "upgraded":
+            state = "rolled back" if self.chosen == "base" else f"at {target_name(self.config)}"
+            steps = [Step(f"Nothing to do: the database is as the migrations require ({state}).")]
+            if self.chosen != "base":
                 steps.append(
                     Step(
                         "Should the application misbehave later, roll every migration back:",
-                        [self.command(name, "downgrade --to base") for name in failed_dbs],
+                        [kit.migrations(name, "downgrade --to base") for name in self.targets],
                     )
                 )
             return steps
+        failed_dbs = list(self.failed_databases()) or list(self.targets)
         steps = []
         for name in failed_dbs:
-            where = f" on {name}" if len(failed_dbs) > 1 else ""
-            applied = self.ledgers.get(name, [])
-            if expect == "rolled-back":
-                steps.append(
-                    Step(
-                        f"Finish the rollback{where} (it resumes where it stopped):",
-                        [self.command(name, "downgrade --to base")],
-                    )
-                )
-            elif applied:
-                last = applied[-1]
-                order = [m.name for m in load_all()]
-                index = order.index(last) if last in order else 0
-                previous = order[index - 1] if index > 0 else "base"
-                commands = [self.command(name, f"downgrade --to {previous}")]
-                text = f"Roll back{where} the last migration ({last})"
-                if previous != "base":
-                    commands.append(self.command(name, "downgrade --to base"))
-                    text += ", or all of them"
-                steps.append(Step(text + ":", commands))
-            elif name in self.unreadable:
-                steps.append(
-                    Step(
-                        f"This role may not read the ledger{where} ({self.unreadable[name]}): verify with a"
-                        " role that may (SELECT on every table of public) before rolling anything back."
-                    )
-                )
-            else:
-                steps.append(Step(f"The ledger{where} records no migration: nothing to roll back."))
-        backups = {name: self.newest_backup(name) for name in failed_dbs}
-        missing = next((path for path, found in backups.values() if not found), None)
-        steps.append(
-            Step(
-                "Or restore the newest backup of the database (one transaction: all or nothing)"
-                + (
-                    f": take the newest {Path(missing).parent / NEWEST_BACKUP_PATTERN} of it"
-                    if missing
-                    else ""
-                )
-                + ":",
-                [
-                    self.command(name, f"restore {shlex.quote(path) if found else path} --yes")
-                    for name, (path, found) in backups.items()
-                ],
-            )
-        )
-        steps.append(Step("Then check the rollback: pytest verification --to base (same options)"))
+            where = f"On {name}: " if len(failed_dbs) > 1 else ""
+            failures = [
+                failure(c.name, c.item, c.facts, c.outcome == "failed", c.message)
+                for c in self.failed
+                if c.database in (name, None) or len(self.targets) == 1
+            ]
+            for step in Advisor(self.database(name), load_all(), self.chosen, kit).steps(failures):
+                steps.append(Step(where + step.text, step.commands))
         steps.append(
             Step(
                 f"To find out why: the queries in {TROUBLESHOOTING}. "
@@ -292,18 +274,25 @@ class DeploymentReport:
         )
         return steps
 
-    def command(self, name: str, args: str) -> str:
-        return f"python -m migrations {args} --db-url {shlex.quote(name)}"
+    def kit(self) -> Kit:
+        """The kit's commands as they run here, with this run's options that judge."""
+        options = []
+        for name in JUDGING:
+            value = self.config.getoption(name)
+            given = value if isinstance(value, list) else [value] if value else []
+            if name == "--env-name" and value == "unspecified":
+                continue
+            options += [f"{name}={v}" for v in given]
+        return Kit(kit_python(), options)
 
-    def newest_backup(self, name: str) -> tuple[str, bool]:
-        """The newest backup of that database in --backup-dir, and whether it exists (else a
-        placeholder name)."""
+    def database(self, name: str) -> Database:
+        """What the advice needs of one database: ledger, newest backup."""
         directory = Path(self.config.getoption("--backup-dir") or "data/backups")
         target = self.targets.get(name)
-        found = operations.newest_backup(directory, target.identity() if target else None)
-        if found and self.config.getoption("--backup-dir"):
-            return str(found), True
-        return str(directory / "azak_backup_YYYYMMDD_HHMMSS.sql.gz"), False
+        found = None
+        if self.config.getoption("--backup-dir") and target is not None:
+            found = operations.newest_backup(directory, target.identity())
+        return Database(name, self.ledgers.get(name), self.unreadable.get(name, ""), found, directory)
 
     # -- hooks ----------------------------------------------------------------------------
 
@@ -319,7 +308,12 @@ class DeploymentReport:
         report.checklist = item_checklist(item)  # type: ignore[attr-defined]
         callspec = getattr(item, "callspec", None)  # a fleet's check: which database it judged
         report.database = callspec.params.get("target") if callspec else None  # type: ignore[attr-defined]
+        if report.failed:
+            report.facts = facts_of(item)  # type: ignore[attr-defined]
         return report
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.deselected += len(items)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         item = getattr(report, "checklist", None) or checklist_of(
@@ -330,8 +324,10 @@ class DeploymentReport:
         for kind, text in report.user_properties:
             if kind in self.said and text not in self.said[kind]:
                 self.said[kind].append(str(text))
-        if report.failed and check.outcome != "failed":
-            check.outcome, check.message = "failed", failure_message(report)
+        if report.failed and check.outcome not in ("failed", "error"):
+            check.outcome = "failed" if report.when == "call" else "error"
+            check.message = failure_message(report)
+            check.facts = getattr(report, "facts", None)
         elif report.skipped and check.outcome == "passed":
             check.outcome, check.message = "skipped", skip_reason(report)
 
@@ -348,17 +344,21 @@ class DeploymentReport:
         metadata.clear()
         metadata.update(cleaned)
 
+    @pytest.hookimpl(optionalhook=True)  # pytest-html may not be loaded
     def pytest_html_report_title(self, report: Any) -> None:
         self.html_report = report
         report.title = f"US-001 verification ({self.facts['Environment']}): running"
 
+    @pytest.hookimpl(optionalhook=True)  # pytest-html may not be loaded
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
         cells.insert(1, '<th class="col-checklist">Checklist item</th>')
 
+    @pytest.hookimpl(optionalhook=True)  # pytest-html may not be loaded
     def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
         item = getattr(report, "checklist", "") or ""
         cells.insert(1, f'<td class="col-checklist">{html.escape(item)}</td>')
 
+    @pytest.hookimpl(optionalhook=True)  # pytest-html may not be loaded
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str]) -> None:
         self.facts["Finished"] = now()
         self.note_failed_databases()
@@ -391,17 +391,13 @@ class DeploymentReport:
         """The last lines: the result, the checklist, what to do now (after pytest's summary)."""
         yield
         write = terminalreporter.write_line
-        counts = self.counts()
         if self.record_error:
             where = f"; error: {self.record_error}"
         elif self.record_path is not None:
             where = f"; recorded in {self.record_path}"
         else:
             where = "; not recorded (--record=none)"
-        write(
-            f"US-001 verification {self.result}: {counts['passed']} passed, "
-            f"{counts['failed']} failed, {counts['skipped']} skipped{where}"
-        )
+        write(f"US-001 verification {self.result}: {self.count_line()}{where}")
         for name, n in self.failed_databases().items():
             write(f"  FAILED on {name}: {n} checks")
         for verdict in self.verdicts():
@@ -416,7 +412,8 @@ class DeploymentReport:
         for number, step in enumerate(self.next_steps(), 1):
             write(f"  {number}. {step.text}")
             for command in step.commands:
-                write(f"       {command}")
+                for line in command.splitlines():
+                    write(f"       {line}")
 
     # -- the record -----------------------------------------------------------------------
 
@@ -468,11 +465,11 @@ class DeploymentReport:
             for c in sorted(self.failed, key=lambda c: (self.order(c.item), c.nodeid))
         )
         facts = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in self.facts.items())
-        verdict_class = "us001-failed" if self.failed else "us001-passed"
+        verdict_class = "failed" if self.failed else "partial" if self.unchecked() else "passed"
         return (
             f"<style>{CSS}{HIDE_ENVIRONMENT if hide_environment else ''}</style>"
             f"<div id='us001'>"
-            f"<p id='us001-result' class='{verdict_class}'>{e(self.result)}"
+            f"<p id='us001-result' class='us001-{verdict_class}'>{e(self.result)}"
             f"<span>{e(self.facts['Database'])}</span></p>"
             f"<div class='us001-top'>"
             f"<section id='us001-checklist'><h2>Checklist</h2>"
@@ -502,6 +499,7 @@ p, .run-count, .filter, .summary, #results-table { color: #1b1b1b; }
   border-radius: 4px; margin: 0; }
 #us001-result.us001-passed { background: #d7f0dd; color: #0b5d23; }
 #us001-result.us001-failed { background: #b3261e; color: #fff; }
+#us001-result.us001-partial { background: #fbe7b5; color: #6a4a00; }
 .us001-top { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1.15fr); gap: 28px;
   align-items: start; }
 #us001-checklist-table { border-collapse: collapse; width: 100%; }
@@ -515,7 +513,7 @@ tr.us001-other th, tr.us001-other td { border-top: 2px solid #999; }
 tr.us001-passed .us001-verdict { color: #0b5d23; }
 tr.us001-failed .us001-verdict { color: #b3261e; font-weight: bold; }
 tr.us001-failed th { color: #b3261e; }
-tr.us001-skipped .us001-verdict { color: #6a4a00; }
+tr.us001-skipped .us001-verdict, tr.us001-partial .us001-verdict { color: #6a4a00; }
 #us001-next-step { border: 2px solid #1b1b1b; border-radius: 6px; padding: 0 14px 8px; }
 #us001-next-step ol { padding-left: 20px; margin: 0; }
 #us001-next-step li { margin: 6px 0; }
@@ -572,14 +570,27 @@ def now() -> str:
     return datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")
 
 
-def read_ledger(target: Target) -> tuple[str, list[str]]:
-    """One line on the ledger (its US-001 migrations and their states), and their names in order."""
+def read_ledger(target: Target) -> tuple[str, dict[str, str] | None]:
+    """One line on the ledger (its migrations and their states), and its rows (None: no ledger
+    table, or one this role may not read)."""
     try:
         rows = target.ledger()
     except psycopg2.Error as exc:
-        return f"unreadable ({describe(exc)})", []
+        return f"unreadable ({describe(exc)})", None
     if rows is None:
-        return "no ledger table", []
-    order = [m.name for m in load_all()]
-    names = sorted(rows, key=lambda n: order.index(n) if n in order else -1)
-    return ", ".join(f"{name} ({state})" for name, state in rows.items()) or "empty", names
+        return "no ledger table", None
+    return ", ".join(f"{name} ({state})" for name, state in rows.items()) or "empty", rows
+
+
+def kit_python() -> str:
+    """How to start this Python from here: `python` when that is it, else its path (relative
+    under the current directory: `.venv/bin/python`)."""
+    executable = Path(sys.executable).absolute()
+    on_path = shutil.which("python")
+    if on_path and Path(on_path).absolute() == executable:
+        return "python"
+    try:
+        relative = str(executable.relative_to(Path.cwd().absolute()))
+    except ValueError:
+        return shlex.quote(str(executable))
+    return relative if "/" in relative else f"./{relative}"

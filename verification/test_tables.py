@@ -6,6 +6,7 @@ on a judged table fails too. RLS and UNLOGGED are part of a table's definition.
 
 import pytest
 
+from verification.advice import YARDSTICK
 from verification.state import Judge, State
 
 CHECKLIST = "tables"
@@ -15,6 +16,7 @@ def test_tables_and_columns_are_as_expected(judge: Judge) -> None:
     judge("tables")
 
 
+@pytest.mark.checklist(YARDSTICK)
 def test_before_image_is_known(state: State) -> None:
     """Without it only what the migrations declare can be judged: a missing yardstick fails."""
     if state.waived:

@@ -1,0 +1,56 @@
+"""Bad targets and options are refused before any connection or check: one line, the usage
+exit code, no "passed", no row in the deployment record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from migrations.rehearse import run_verification
+from tests.conftest import Db
+
+# Nothing listens there: a refusal that names it would have tried to connect first.
+NOWHERE = "--db-url=postgresql://nobody@127.0.0.1:1/nowhere"
+BAD = {
+    "--to=bogus": "--to bogus: unknown migration; known: head, base, add_product_info_table,",
+    "--expect=upgradedd": "--expect=upgradedd: one of upgraded, rolled-back",
+    "--lock-timeout=abc": "--lock-timeout=abc: not a number",
+    "--statement-timeout=0": "--statement-timeout=0: must be between 1 and 3600000",
+    "--app-timeout=nan": "--app-timeout=nan: must be between 0.1 and 600",
+    "--backup-max-age=-1": "--backup-max-age=-1: must be between 0 and 100000",
+    "--since=yesterday": "--since=yesterday: neither an ISO time nor 30m / 2h / 1d",
+}
+
+
+@pytest.mark.parametrize(("option", "says"), BAD.items(), ids=BAD.keys())
+def test_bad_verification_option_is_one_line_before_any_check(option: str, says: str, tmp_path: Path) -> None:
+    deployments = tmp_path / "deployments.md"
+    done = run_verification(None, NOWHERE, option, f"--record={deployments}")
+    out = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode == 4, out
+    assert out == [f"ERROR: {says}"] or (len(out) == 1 and out[0].startswith(f"ERROR: {says}")), out
+    assert "passed" not in done.stdout and not deployments.exists()
+
+
+def test_unknown_target_on_a_real_database_leaves_no_record_row(deployed_db: Db, tmp_path: Path) -> None:
+    deployments = tmp_path / "deployments.md"
+    done = run_verification(deployed_db.url, "--to", "bogus", f"--record={deployments}")
+    assert done.returncode == 4 and "unknown migration" in done.stderr, done.stdout[-2000:]
+    assert "US-001 verification" not in done.stdout and "Nothing to do" not in done.stdout
+    assert not deployments.exists()
+
+
+@pytest.mark.parametrize("command", ["upgrade", "downgrade"])
+def test_unknown_target_of_a_migration_command_changes_and_records_nothing(
+    app_db: Db, tmp_path: Path, command: str
+) -> None:
+    deployments = tmp_path / "deployments.md"
+    done = app_db.cli(command, "--to", "bogus", "--record", str(deployments))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: unknown migration 'bogus'; known: base, add_product_info_table, add_financial_ratios_table,"
+        " deprecate_priority_column"
+    ]
+    assert not deployments.exists() or "bogus" not in deployments.read_text()
+    assert app_db.value("SELECT to_regclass('public.schema_migrations') IS NULL")
