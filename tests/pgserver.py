@@ -151,8 +151,8 @@ def step(what: str, argv: list[str]) -> None:
     except subprocess.TimeoutExpired:
         raise ServerError(f"{what}: no end after {STEP_TIMEOUT_S} s") from None
     if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        raise ServerError(f"{what} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+        lines = (done.stderr or done.stdout).strip().splitlines()  # the first says why
+        raise ServerError(f"{what} failed: {lines[0] if lines else f'exit {done.returncode}'}")
 
 
 def free_port() -> int:
