@@ -1,5 +1,5 @@
-"""A server older than production's PostgreSQL 13 is refused in one line by every command and by
-verification, before anything changes: tried on a real PostgreSQL 12 from the embedded packages
+"""A server older than production's PostgreSQL 13 is refused in one line by every command, by
+verification and by the rehearsal, before anything changes: tried on a real PostgreSQL 12 from the embedded packages
 (tests/pgserver.py), one server start for the whole test (about ten seconds)."""
 
 from __future__ import annotations
@@ -55,6 +55,12 @@ def test_a_server_older_than_13_is_refused_in_one_line_by_every_command(app_db: 
         )
         assert_one_line(verification, 4, f"ERROR: {mask(old.url)}")
         assert REFUSAL.search(verification.stderr.strip()), verification.stderr
+        maintenance = old.url.set(database="postgres")
+        rehearsal = old.cli(
+            "--server-url", maintenance.render_as_string(), module="migrations.rehearse", url=False
+        )
+        assert_one_line(rehearsal, 1, f"error: {mask(maintenance)}")
+        assert REFUSAL.search(rehearsal.stderr.strip()), rehearsal.stderr
 
         assert state(server) == before
         assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").iterdir())
