@@ -106,18 +106,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     """The server this run tests on, at the top of its output (`make test` runs one per version)."""
-    where = {
-        key: SERVER[key] or config.getoption(f"postgresql_{key}") or config.getini(f"postgresql_{key}")
+    host, port, user, password = (
+        SERVER[key] or config.getoption(f"postgresql_{key}") or config.getini(f"postgresql_{key}")
         for key in ("host", "port", "user", "password")
-    }
-    where["port"] = where["port"] or 5432
+    )
+    port = port or 5432
     try:
-        conn = psycopg2.connect(**where, dbname="postgres", connect_timeout=5)
+        conn = psycopg2.connect(
+            host=host, port=port, user=user, password=password, dbname="postgres", connect_timeout=5
+        )
     except psycopg2.Error as exc:
-        return f"server: {where['host']}:{where['port']} does not answer ({describe(exc)})"
+        return f"server: {host}:{port} does not answer ({describe(exc)})"
     version = version_name(conn.server_version)
     conn.close()
-    return f"server: PostgreSQL {version} at {where['host']}:{where['port']}"
+    return f"server: PostgreSQL {version} at {host}:{port}"
 
 
 app_template = factories.postgresql_noproc(**SERVER, dbname=f"azak_app_{RUN}", load=[load_app])
