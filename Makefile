@@ -5,8 +5,15 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 READY       := $(VENV)/.installed
 PYTEST_ARGS ?=
+PG          ?=
+# tests/pgserver.py: an embedded PostgreSQL of a given major version (--pg N), or the named or
+# machine's server (127.0.0.1:5432), an embedded 15 standing in where none answers.
+ON_SERVER   := $(PY) -m tests.pgserver
+# Two test runs side by side on 2 cores: two xdist workers each.
+WORKERS     ?= 2
+PYTEST      := $(PY) -m pytest -n $(WORKERS) $(PYTEST_ARGS)
 
-.PHONY: setup rehearse test lint bench clean
+.PHONY: setup rehearse test test-server lint bench clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +22,18 @@ $(READY): pyproject.toml
 
 setup: $(READY)  ## .venv with the kit installed, nothing else (then: .venv/bin/python -m migrations ...)
 
-rehearse: $(READY)  ## the whole deployment plan on throwaway databases
-	$(PY) -m migrations.rehearse
+rehearse: $(READY)  ## the whole deployment plan on throwaway databases (PG=13: on an embedded 13)
+	$(ON_SERVER) $(if $(PG),--pg $(PG)) -- $(PY) -m migrations.rehearse
 
-test: $(READY) lint  ## lint, then the project's own tests on throwaway databases
-	$(PY) -m pytest -n 3 $(PYTEST_ARGS)
+test: $(READY) lint  ## lint, then the tests on production's PostgreSQL 13 and the machine's, side by side
+	@echo "Tests on PostgreSQL 13 (embedded) and on the machine's server, side by side; each one's output when it ends"
+	@$(MAKE) --no-print-directory --output-sync=target --keep-going -j2 test-pg13 test-server
+
+test-server: $(READY)  ## the tests on the named server (PGHOST/PGPORT), else 127.0.0.1:5432, else an embedded 15
+	$(ON_SERVER) -- $(PYTEST)
+
+test-pg%: $(READY)  ## the tests on an embedded PostgreSQL % (13, 15, 18)
+	$(ON_SERVER) --pg $* -- $(PYTEST)
 
 lint: $(READY)  ## ruff and mypy on the code, squawk on the SQL that upgrade runs
 	$(PY) -m ruff check .

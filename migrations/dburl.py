@@ -26,6 +26,8 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 # Every session of the kit: its own objects are public.*, whatever schemas the role can see
 # (a schema named after the role would otherwise come first in the default "$user", public).
 PINNED = {"search_path": "public"}
+# Production's major version: nothing older can hold what the kit's SQL and catalog reads use.
+SERVER_FLOOR = 130000  # server_version_num
 
 
 @dataclass(frozen=True)
@@ -343,12 +345,29 @@ def served(content: str) -> str:
     return path
 
 
-def connect(url: URL, **settings: str) -> psycopg2.extensions.connection:
-    """Open a psycopg2 connection, or raise DeployError with one clear, password-free line."""
+def connect(url: URL, application_name: str | None = None, **settings: str) -> psycopg2.extensions.connection:
+    """THE connection of the kit (commands, verification, tools): a psycopg2 connection to a
+    server no older than the floor, or DeployError with one clear, password-free line."""
+    params = libpq_params(url, **settings)
+    if application_name:
+        params["application_name"] = application_name
     try:
-        return psycopg2.connect(**libpq_params(url, **settings))
-    except psycopg2.OperationalError as exc:
+        conn = psycopg2.connect(**params)
+    except psycopg2.Error as exc:
         raise DeployError(f"cannot connect to {mask(url)}: {describe(exc, url)}") from None
+    if conn.server_version < SERVER_FLOOR:
+        conn.close()
+        raise DeployError(
+            f"{mask(url)} runs PostgreSQL {version_name(conn.server_version)}: the kit needs "
+            f"{SERVER_FLOOR // 10000} or newer (production's version)"
+        )
+    return conn
+
+
+def version_name(number: int) -> str:
+    """A server_version_num as people write it (130023 → 13.23, 90624 → 9.6)."""
+    major = number // 10000
+    return f"{major}.{number % 10000}" if major >= 10 else f"{major}.{number // 100 % 100}"
 
 
 def fetch(url: URL, statement: Any, params: Any = None) -> list[tuple[Any, ...]]:

@@ -8,22 +8,32 @@ Every step runs the operator's own command; a table of steps, results and times 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg2
 from psycopg2 import sql
 
 from migrations import appdb, image, record, snapshot
 from migrations.cli import fail_cleanly
-from migrations.dburl import URL, DeployError, connect, dbname, mask, parse, run_outside_transaction
+from migrations.dburl import (
+    URL,
+    DeployError,
+    connect,
+    dbname,
+    mask,
+    parse,
+    run_outside_transaction,
+    version_name,
+)
 
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = Path("reports")
 # A rehearsal's record, images and backups are its own: never the real ones in data/.
@@ -79,8 +89,9 @@ class Rehearsal:
         conn = connect(self.db)
         with conn, conn.cursor() as cur:
             appdb.create(cur, self.stocks)
+        version = version_name(conn.server_version)
         conn.close()
-        return f"{mask(self.db)}, {self.stocks} stocks"
+        return f"{mask(self.db)}, {self.stocks} stocks, PostgreSQL {version}"
 
     def command(self, *args: str, url: URL | None = None) -> str:
         """`python -m migrations ARGS` on `url` (DATABASE_URL); its last line, or DeployError."""
@@ -159,7 +170,8 @@ class Rehearsal:
         except (DeployError, psycopg2.Error, subprocess.SubprocessError):
             ok = False
         finally:
-            self.step("drop throwaway databases", self.drop_all)
+            with contextlib.suppress(DeployError, psycopg2.Error):  # the table says it FAILED
+                self.step("drop throwaway databases", self.drop_all)
         return ok
 
     def table(self) -> str:
@@ -170,21 +182,35 @@ class Rehearsal:
         return "\n".join(lines)
 
 
+def default_server(env: Mapping[str, str]) -> str:
+    """The server to rehearse on: REHEARSE_SERVER_URL, else the one PGHOST, PGPORT and PGUSER
+    name (127.0.0.1, 5432, postgres), as for the tests; its maintenance database."""
+    if env.get("REHEARSE_SERVER_URL"):
+        return env["REHEARSE_SERVER_URL"]
+    user = quote(env.get("PGUSER") or "postgres", safe="")
+    host, port = env.get("PGHOST") or "127.0.0.1", quote(env.get("PGPORT") or "5432")
+    if host.startswith("/"):  # a socket directory: libpq takes it as a query parameter
+        return f"postgresql://{user}@/postgres?host={quote(host)}&port={port}"
+    return f"postgresql://{user}@{f'[{host}]' if ':' in host else host}:{port}/postgres"
+
+
 def main() -> None:
     """Entry point of `make rehearse`."""
     parser = argparse.ArgumentParser(prog="python -m migrations.rehearse", description=__doc__)
     parser.add_argument(
         "--server-url",
-        default=os.environ.get("REHEARSE_SERVER_URL", DEFAULT_SERVER),
-        help=f"a database on the server to rehearse on (default {DEFAULT_SERVER})",
+        default=default_server(os.environ),
+        help="a database on the server to rehearse on (default: REHEARSE_SERVER_URL, else "
+        "postgresql://$PGUSER@$PGHOST:$PGPORT/postgres, else postgresql://postgres@127.0.0.1:5432/postgres)",
     )
     parser.add_argument("--stocks", type=int, default=3000, help="stocks rows (default 3000)")
     parser.add_argument("--backup-dir", type=Path, default=REPORTS / "rehearsal-backups")
     args = parser.parse_args()
     os.environ[record.PATH_ENV] = str(RECORD)  # every command and verification below inherits them
     os.environ[image.DIR_ENV] = str(IMAGES)
-    with fail_cleanly():
+    with fail_cleanly():  # an unreachable server, or one older than 13: one line, nothing made
         server = parse(args.server_url)
+        connect(server).close()
     rehearsal = Rehearsal(server, args.stocks, args.backup_dir)
     print(f"Rehearsing US-001 on {mask(server.set(database=rehearsal.db.database))}\n")
     ok = rehearsal.run()

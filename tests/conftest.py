@@ -30,7 +30,7 @@ from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from migrations import appdb, image, record, snapshot
-from migrations.dburl import URL, dbname, fetch
+from migrations.dburl import URL, dbname, describe, fetch, version_name
 from migrations.rehearse import run_verification
 from migrations.runner import Runner, Settings
 
@@ -84,6 +84,47 @@ SERVER = {
     "user": os.environ.get("PGUSER"),
     "password": os.environ.get("PGPASSWORD"),
 }
+# The slowest tests (5-10 s each, measured) start first, so that none is left running alone at
+# the end of an xdist run; the rest keep their order.
+SLOWEST_FIRST = (
+    "test_crash_between_or_inside_batches_resumes_losslessly",
+    "test_every_check_is_broken_by_some_case",
+    "test_kill_while_the_before_image_is_written_leaves_no_partial_file_behind",
+    "test_restore_of_a_gzip_bomb_is_refused_in_bounded_memory",
+    "test_priority_rollback_is_lossless",
+    "test_a_server_older_than_13_is_refused_in_one_line_by_every_command",
+    "test_hung_server_answers_within_the_connect_timeout",
+    "test_restore_killed_at_any_moment_is_all_or_nothing",
+    "test_fleet_is_verified_in_parallel_and_the_broken_database_is_named",
+    "test_upgrade_killed_anywhere_resumes_and_rolls_back_losslessly",
+    "test_downgrade_killed_anywhere_finishes_losslessly",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slowest first (a stable sort: every xdist worker collects the same order)."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(getattr(item, "originalname", item.name), len(rank)))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The server this run tests on, at the top of its output (`make test` runs one per version)."""
+    host, port, user, password = (
+        SERVER[key] or config.getoption(f"postgresql_{key}") or config.getini(f"postgresql_{key}")
+        for key in ("host", "port", "user", "password")
+    )
+    port = port or 5432
+    try:
+        conn = psycopg2.connect(
+            host=host, port=port, user=user, password=password, dbname="postgres", connect_timeout=5
+        )
+    except psycopg2.Error as exc:
+        return f"server: {host}:{port} does not answer ({describe(exc)})"
+    version = version_name(conn.server_version)
+    conn.close()
+    return f"server: PostgreSQL {version} at {host}:{port}"
+
+
 app_template = factories.postgresql_noproc(**SERVER, dbname=f"azak_app_{RUN}", load=[load_app])
 deployed_template = factories.postgresql_noproc(**SERVER, dbname=f"azak_deployed_{RUN}", load=[load_deployed])
 

@@ -230,6 +230,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     target = targets.get(name) if name else next(iter(targets.values()), None)
     if target is not None and target.blind:
         pytest.skip(f"{target.blind}: not checked")
+
+
 def validate(config: pytest.Config) -> None:
     """The options an operator gives, each a usage error in one line when wrong."""
     for name, (kind, low, high) in NUMBERS.items():

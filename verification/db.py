@@ -15,7 +15,7 @@ import psycopg2
 from psycopg2 import sql as pgsql
 from psycopg2.extensions import connection as Connection
 
-from migrations.dburl import IDENTITY_SQL, URL, DeployError, describe, libpq_params, mask
+from migrations.dburl import IDENTITY_SQL, URL, connect
 
 STATEMENT_TIMEOUT_MS = 5000
 LOCK_TIMEOUT_MS = 1000
@@ -62,11 +62,7 @@ class Target:
     def session(self, read_only: bool) -> Connection:
         """A new session with the timeouts (and, if asked, read-only), or one clear line."""
         gucs = {**self.timeouts, **({"default_transaction_read_only": "on"} if read_only else {})}
-        params = {**libpq_params(self.url, **gucs), "application_name": "azak-verification"}
-        try:
-            return psycopg2.connect(**params)
-        except psycopg2.Error as exc:
-            raise DeployError(f"cannot connect to {mask(self.url)}: {describe(exc, self.url)}") from None
+        return connect(self.url, application_name="azak-verification", **gucs)
 
     def connect(self) -> None:
         """Open the read-only session."""
