@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import psycopg2
 import psycopg2.extensions
 
+from migrations import sqlascii  # noqa: F401 (how a SQL_ASCII database's bytes are read)
+
 CONNECT_TIMEOUT_S = 5
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 # Every session of the kit: its own objects are public.*, whatever schemas the role can see
@@ -234,9 +236,12 @@ def libpq_command(url: URL, **settings: str) -> tuple[list[str], dict[str, str]]
 def connect(url: URL, **settings: str) -> psycopg2.extensions.connection:
     """Open a psycopg2 connection, or raise DeployError with one clear, password-free line."""
     try:
-        return psycopg2.connect(**libpq_params(url, **settings))
+        conn = psycopg2.connect(**libpq_params(url, **settings))
     except psycopg2.OperationalError as exc:
         raise DeployError(f"cannot connect to {mask(url)}: {describe(exc, url)}") from None
+    if conn.encoding not in ("UTF8", "SQLASCII"):  # psycopg2 writes names without "_"
+        conn.set_client_encoding("UTF8")  # psycopg2 composes names (sql.Identifier) in UTF-8 only
+    return conn
 
 
 def fetch(url: URL, statement: Any, params: Any = None) -> list[tuple[Any, ...]]:
