@@ -695,7 +695,7 @@ def test_every_check_is_broken_by_some_case() -> None:
     """No verification check goes without a case above (or in test_operations_checks) that
     makes it fail; and every case names what the failure says."""
     broken = {c.split("[")[0] for b in UPGRADED + ROLLED_BACK for c in b.fails} | {IMAGE}
-    broken |= {operations.HEALTH, operations.LOG, operations.RECENT, operations.HOLDS}
+    broken |= {operations.HEALTH, operations.LOG, operations.RECENT, operations.RESTORABLE}
     assert collected_checks() - broken == set(), (
         f"checks no test breaks: {sorted(collected_checks() - broken)}"
     )
