@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from migrations import backup as backups
-from migrations import plan, record
+from migrations import plan, record, restore
 from migrations.cli import fail_cleanly, open_runner
 from migrations.dburl import URL, DeployError, UsageError, mask, resolve
 from migrations.runner import Runner, Settings
@@ -147,8 +147,9 @@ def parser() -> argparse.ArgumentParser:
     rs = command(
         "restore",
         "Load a backup into the database, all or nothing",
-        "Reads the whole file first and refuses anything pg_dump does not write; then one transaction "
-        "under the deployment lock.",
+        "Reads the file once and runs exactly what it checked: a backup the kit signed, of this database, "
+        "whole (a file it did not write only with --foreign); one transaction under the deployment lock. "
+        "Without --yes it only checks.",
         [*changing, waiting],
     )
     rs.add_argument(
@@ -161,6 +162,18 @@ def parser() -> argparse.ArgumentParser:
         "--other-database",
         action="store_true",
         help="load a backup of another database (or server) into this one, e.g. to test it",
+    )
+    rs.add_argument(
+        "--foreign",
+        action="store_true",
+        help="load a file the kit did not write: its SQL (no COPY data, at most 128 MiB) runs inside one "
+        "call as a role that can neither run programs nor change roles",
+    )
+    rs.add_argument(
+        "--foreign-role",
+        metavar="ROLE",
+        default=None,
+        help="the role a foreign file runs as (default: the owner of public.stocks; never a superuser)",
     )
     return top
 
@@ -217,10 +230,20 @@ def change(url: URL, args: argparse.Namespace) -> str:
         return f"Backup of {mask(url)}: {path} ({path.stat().st_size:,} bytes), checked."
     if args.command == "restore":
         if not args.yes:
-            backups.check(args.file, require_table="stocks")
-            raise UsageError(f"restore replaces the objects of {mask(url)}: add --yes to confirm")
-        backups.restore(url, args.file, args.lock_timeout, args.lock_wait, args.other_database)
-        return f"Restored {args.file} into {mask(url)}, in one transaction."
+            what = restore.check(url, args.file, args.other_database, args.foreign)
+            raise UsageError(
+                f"restore replaces the objects of {mask(url)}: add --yes to confirm (checked: {what})"
+            )
+        what = restore.restore(
+            url,
+            args.file,
+            args.lock_timeout,
+            args.lock_wait,
+            args.other_database,
+            args.foreign,
+            args.foreign_role,
+        )
+        return f"Restored {what} into {mask(url)}, in one transaction."
     with open_runner(url, settings(args)) as runner:
         if args.command == "upgrade":
             done = runner.upgrade(args.to)

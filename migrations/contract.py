@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from psycopg2 import sql
+
 from migrations.catalog import ANY, Image, Key
 
 __all__ = ["ANY", "Contract", "Key", "Rewrite", "fold", "function", "serial", "table"]
@@ -119,10 +121,10 @@ def function(signature: str, returns: str, language: str, body: str) -> Image:
     return {Key("function", "", signature): f"returns {returns} language {language}: {text}"}
 
 
-def teardown(contracts: Iterable[Contract]) -> str:
+def teardown(contracts: Iterable[Contract]) -> sql.Composed:
     """SQL that drops every object these contracts create that would outlive the tables they
     hang on (tables, functions with their triggers, sequences, views, types): idempotent, and
-    without error on a database in any state."""
+    without error on a database in any state. Names are composed, never formatted in."""
     verbs = {
         "table": "TABLE",
         "view": "VIEW",
@@ -131,16 +133,14 @@ def teardown(contracts: Iterable[Contract]) -> str:
         "sequence": "SEQUENCE",
         "type": "TYPE",
     }
-    lines = []
+    drops: dict[tuple[str, str, str], sql.Composed] = {}
     for contract in contracts:
         for key in contract.adds:
             if key.kind in verbs:
-                name = key.table or key.name
-                base, paren, args = name.partition("(")
-                lines.append(f"DROP {verbs[key.kind]} IF EXISTS public.{quote(base)}{paren}{args} CASCADE;")
-    return "\n".join(dict.fromkeys(lines)) + "\n"
-
-
-def quote(name: str) -> str:
-    """An SQL identifier, quoted."""
-    return '"' + name.replace('"', '""') + '"'
+                base, paren, args = (key.table or key.name).partition("(")
+                drops[(key.kind, base, args)] = sql.SQL("DROP {} IF EXISTS {}{} CASCADE;\n").format(
+                    sql.SQL(verbs[key.kind]),
+                    sql.Identifier("public", base),
+                    sql.SQL(paren + args),  # a function's argument types, as the contract declares them
+                )
+    return sql.Composed(list(drops.values()))

@@ -21,6 +21,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import psycopg2
 import psycopg2.extensions
 
+from migrations import sqlascii  # noqa: F401 (how a SQL_ASCII database's bytes are read)
+
 CONNECT_TIMEOUT_S = 5
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 # Every session of the kit: its own objects are public.*, whatever schemas the role can see
@@ -361,6 +363,8 @@ def connect(url: URL, application_name: str | None = None, **settings: str) -> p
             f"{mask(url)} runs PostgreSQL {version_name(conn.server_version)}: the kit needs "
             f"{SERVER_FLOOR // 10000} or newer (production's version)"
         )
+    if conn.encoding not in ("UTF8", "SQLASCII"):  # psycopg2 writes names without "_"
+        conn.set_client_encoding("UTF8")  # psycopg2 composes names (sql.Identifier) in UTF-8 only
     return conn
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 from psycopg2 import sql
 
@@ -88,7 +89,7 @@ class BeforeImage:
         """Every row's value of a rewritten column before the deploy (read from the file)."""
         if self.path is None:
             return {}
-        with gzip.open(self.path, "rt", encoding="utf-8") as source:
+        with gzip.open(self.path, "rt", encoding="utf-8", errors="surrogateescape") as source:
             next(source)
             return {key: value for name, key, value in map(json.loads, source) if name == rewrite}
 
@@ -140,7 +141,7 @@ def copy_as(image: BeforeImage, database: str, identity: str, where: Path | None
     twin = BeforeImage(database, image.taken_at, image.catalog, image.digests, image.applied, identity)
 
     def rows(out: IO[str]) -> None:
-        with gzip.open(source_path, "rt", encoding="utf-8") as source:
+        with gzip.open(source_path, "rt", encoding="utf-8", errors="surrogateescape") as source:
             next(source)
             for line in source:
                 out.write(line)
@@ -209,10 +210,13 @@ def write(image: BeforeImage, rows: Any, where: Path | None) -> None:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".image-", suffix=".partial")
         try:
-            with os.fdopen(fd, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8", compresslevel=1) as out:
+            with (
+                os.fdopen(fd, "wb") as raw,
+                gzip.open(raw, "wt", encoding="utf-8", errors="surrogateescape", compresslevel=1) as out,
+            ):
                 out.write(json.dumps(image.header(), ensure_ascii=False) + "\n")
                 rows(out)
-            path = folder / f"azak_image_{image.database}_{datetime.now().strftime(STAMP)}.json.gz"
+            path = folder / f"azak_image_{file_part(image.database)}_{datetime.now().strftime(STAMP)}.json.gz"
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
@@ -230,7 +234,7 @@ def sweep(folder: Path) -> None:
 def load(path: Path) -> BeforeImage:
     """Read an image file's header (in bounded memory), or UsageError with one line."""
     try:
-        with gzip.open(path, "rt", encoding="utf-8") as source:
+        with gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape") as source:
             first = source.readline(MAX_HEADER + 1)
         if len(first) > MAX_HEADER:
             raise ValueError(f"a header beyond {MAX_HEADER >> 20} MiB")
@@ -255,9 +259,14 @@ def load(path: Path) -> BeforeImage:
         raise UsageError(f"{path} is not a before-image file ({exc})") from None
 
 
+def file_part(database: str) -> str:
+    """A database's name as a file name may hold it (a name may hold `/`, a newline, `*`)."""
+    return quote(database, safe="")
+
+
 def candidates(database: str, folders: list[Path]) -> Iterator[Path]:
     """This database's image files, newest first (not another database's with a longer name)."""
-    prefix = f"azak_image_{database}_"
+    prefix = f"azak_image_{file_part(database)}_"
     found = []
     for folder in folders:
         for path in folder.glob(f"{prefix}*.json.gz") if folder.is_dir() else ():

@@ -45,6 +45,7 @@ def schema_dump(url: URL) -> str:
         ["pg_dump", "--schema-only", "--no-password", *argv],
         capture_output=True,
         text=True,
+        errors="surrogateescape",  # an EUC_KR or SQL_ASCII database's bytes, compared as they are
         env=env,
         check=False,
     )

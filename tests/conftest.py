@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from pytest_postgresql import factories
 from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from migrations import appdb, image, record, snapshot
+from migrations import appdb, image, provenance, record, snapshot
 from migrations.dburl import URL, dbname, describe, fetch, version_name
 from migrations.rehearse import run_verification
 from migrations.runner import Runner, Settings
@@ -78,6 +79,9 @@ os.environ[image.DIR_ENV] = str(IMAGES)
 # Likewise the deployment record that every command and verification writes.
 RECORD = Path(os.environ.get("TMPDIR", "/tmp")) / f"azak_record_{RUN}.md"
 os.environ[record.PATH_ENV] = str(RECORD)
+# The key that signs backups (a backup made by one worker is that worker's). Removed at the end.
+BACKUP_KEY = Path(os.environ.get("TMPDIR", "/tmp")) / f"azak_backup_key_{RUN}"
+os.environ[provenance.KEY_ENV] = str(BACKUP_KEY)
 SERVER = {
     "host": os.environ.get("PGHOST"),
     "port": os.environ.get("PGPORT"),
@@ -134,6 +138,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     (each xdist worker, and the controller, has its own)."""
     shutil.rmtree(IMAGES, ignore_errors=True)
     RECORD.unlink(missing_ok=True)
+    BACKUP_KEY.unlink(missing_ok=True)
 
 
 @dataclass
@@ -215,6 +220,31 @@ def throwaway_role(db: Db, prefix: str, setup: str = "", teardown: str = "") -> 
         yield role
     finally:
         db.execute(teardown.format(role=role) + f" DROP OWNED BY {role}; DROP ROLE {role};")
+
+
+def one_line(done: subprocess.CompletedProcess[str], code: int) -> str:
+    """The single stderr line of a failed command (exit `code`, no traceback)."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == code, done.stdout + done.stderr
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def marker(tmp_path_factory: pytest.TempPathFactory, app_template: NoopExecutor) -> Iterator[Path]:
+    """A file path that a program run by the server (as its OS user) or by the kit could
+    create; proven able to appear, so that its absence means nothing ran."""
+    where = Path(tempfile.mkdtemp(prefix="azm"))  # short: a database name may carry it
+    where.chmod(0o777)
+    path = where / "ran"
+    url = server_url(
+        app_template.user, app_template.password, app_template.host, app_template.port, "postgres"
+    )
+    fetch(url, f"COPY (SELECT 1) TO PROGRAM 'cat > {path}'")  # as the superuser: it works
+    assert path.exists(), "the server could not create the marker: its absence would prove nothing"
+    path.unlink()
+    yield path
+    shutil.rmtree(where, ignore_errors=True)
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> str:

@@ -142,7 +142,7 @@ def test_no_database_given_is_a_usage_error() -> None:
     [
         (b"plain text, not gzip", "is not a valid gzip file"),
         (None, "is truncated"),
-        (gzip.compress(b"SELECT 1;\n"), "is not a pg_dump SQL file"),
+        (gzip.compress(b"SELECT 1;\n"), "was not written by this kit"),
     ],
     ids=["not gzip", "truncated", "not a dump"],
 )

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from pytest_postgresql.executors.noop import NoopExecutor
 
-from tests.conftest import Db
+from migrations import backup, provenance
+from tests.conftest import Db, clone
 
 HEALTH = "test_operations::test_application_answers_health_check"
 LOG = "test_operations::test_log_shows_no_errors"
 RECENT = "test_operations::test_backup_is_recent"
-HOLDS = "test_operations::test_backup_holds_stocks"
+RESTORABLE = "test_operations::test_backup_is_restorable"
 
 
 class Health(BaseHTTPRequestHandler):
@@ -38,6 +42,12 @@ def app_url() -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@pytest.fixture
+def other_db(app_template: NoopExecutor) -> Iterator[Db]:
+    """A second application database on the same server."""
+    yield from clone(app_template)
 
 
 def verify(db: Db, *args: str):
@@ -78,38 +88,64 @@ def test_backup_checks_pass_on_a_fresh_backup(app_db: Db, tmp_path: Path) -> Non
     done = app_db.cli("backup", "--dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
     result = verify(app_db, f"--backup-dir={tmp_path}")
-    assert {RECENT, HOLDS} <= result.passed, result.output
+    assert {RECENT, RESTORABLE} <= result.passed, result.output
 
 
-def test_backup_checks_fail_on_an_old_backup(app_db: Db, tmp_path: Path) -> None:
-    app_db.cli("backup", "--dir", str(tmp_path))
-    (backup,) = tmp_path.glob("azak_backup_*.sql.gz")
-    old = time.time() - 48 * 3600
-    os.utime(backup, (old, old))
-    result = verify(app_db, f"--backup-dir={tmp_path}")
+def test_a_backups_age_is_the_time_its_header_records_not_the_files(app_db: Db, tmp_path: Path) -> None:
+    """A backup taken two days ago is old however fresh its file's time; a fresh one whose
+    file time was set back two days (a copy, a restore from tape) is recent."""
+    backup.backup(app_db.url, tmp_path / "old", now=datetime.now() - timedelta(hours=48))
+    result = verify(app_db, f"--backup-dir={tmp_path / 'old'}")
     assert RECENT in result.failed
     assert "it is 48.0 h" in result.output
+    (fresh,) = [backup.backup(app_db.url, tmp_path / "fresh")]
+    old = time.time() - 48 * 3600
+    os.utime(fresh, (old, old))
+    result = verify(app_db, f"--backup-dir={tmp_path / 'fresh'}")
+    assert RECENT in result.passed, result.output
 
 
-def test_backup_checks_fail_on_a_truncated_backup(app_db: Db, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cut", [0.5, -40, -1], ids=["half", "end cut", "last byte"])
+def test_backup_checks_fail_on_a_truncated_backup(app_db: Db, tmp_path: Path, cut: float) -> None:
+    """Cut anywhere (the gzip stream, or within pg_dump's end): not restorable."""
     app_db.cli("backup", "--dir", str(tmp_path))
-    (backup,) = tmp_path.glob("azak_backup_*.sql.gz")
-    backup.write_bytes(backup.read_bytes()[:200])
+    (made,) = tmp_path.glob("azak_backup_*.sql.gz")
+    data = made.read_bytes()
+    made.write_bytes(data[: int(len(data) * cut) if cut > 0 else int(cut)])
     result = verify(app_db, f"--backup-dir={tmp_path}")
-    assert HOLDS in result.failed
-    assert "should be a valid gzip file" in result.output
+    assert RESTORABLE in result.failed
+    assert "should be one that restore loads into this database" in result.output
+    assert "truncated" in result.output or "differs from the digest" in result.output
 
 
 def test_backup_checks_fail_without_a_backup(app_db: Db, tmp_path: Path) -> None:
     result = verify(app_db, f"--backup-dir={tmp_path}")
-    assert {RECENT, HOLDS} <= result.failed
+    assert {RECENT, RESTORABLE} <= result.failed
     assert "none does" in result.output
 
 
-def test_backup_without_stocks_fails(app_db: Db, tmp_path: Path) -> None:
+def test_a_dump_without_the_kits_header_is_no_backup_of_this_database(app_db: Db, tmp_path: Path) -> None:
+    """A pg_dump file named as the kit names its backups is not taken at its word."""
     fake = tmp_path / "azak_backup_20251117_090000.sql.gz"
     with gzip.open(fake, "wb") as out:
-        out.write(b"-- PostgreSQL database dump\nCREATE TABLE public.other (id int);\n")
+        out.write(b"-- PostgreSQL database dump\nCREATE TABLE public.stocks (id int);\n")
     result = verify(app_db, f"--backup-dir={tmp_path}")
-    assert HOLDS in result.failed
-    assert "should contain the stocks table" in result.output
+    assert {RECENT, RESTORABLE} <= result.failed
+    assert "none does" in result.output
+
+
+def test_a_backup_of_a_same_named_database_elsewhere_is_not_restorable_here(
+    app_db: Db, other_db: Db, tmp_path: Path
+) -> None:
+    """Its header names this database's name and server, yet another oid: another database."""
+    made = backup.backup(other_db.url, tmp_path)
+    data = gzip.decompress(made.read_bytes())
+    line, _, body = data.partition(b"\n")
+    fields = json.loads(line[len(provenance.MARK) :])
+    del fields["signature"]
+    fields["identity"]["database"] = app_db.url.database
+    fields["signature"] = provenance.sign(fields, provenance.key() or b"")
+    made.write_bytes(gzip.compress(provenance.MARK + provenance.canonical(fields) + b"\n" + body))
+    result = verify(app_db, f"--backup-dir={tmp_path}")
+    assert RESTORABLE in result.failed and RECENT in result.passed, result.output
+    assert "oid differ" in result.output

@@ -12,12 +12,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
-from migrations import record
+from migrations import backup, record
 from migrations.dburl import DeployError, mask
 from migrations.rehearse import run_verification
 from tests.conftest import ROOT, Db, clone_deployed
@@ -117,11 +118,11 @@ def broken(deployed_template, tmp_path_factory: pytest.TempPathFactory) -> Itera
     tmp = tmp_path_factory.mktemp("broken")
     backups = tmp / "backups"
     backups.mkdir()
-    for stamp in ("20261101_090000", "20261124_175900", "20261020_120000"):
-        (backups / f"azak_backup_{stamp}.sql.gz").write_bytes(b"")
     clones = clone_deployed(deployed_template)
     db = next(clones)
     try:
+        for stamp in ("20261101_090000", "20261124_175900", "20261020_120000"):  # newest by its header
+            backup.backup(db.url, backups, now=datetime.strptime(stamp, "%Y%m%d_%H%M%S"))
         db.execute("DROP INDEX idx_financial_ratios_stock_stac")
         report, deployments = tmp / "report.html", tmp / "deployments.md"
         done = run_verification(

@@ -230,30 +230,46 @@ def test_restore_of_a_gzip_bomb_is_refused_in_bounded_memory(app_db: Db, tmp_pat
     "the whole file first" with `for raw in source` (a line at a time), so the line is held
     whole, then copied again into the statement buffer. On the production host it takes
     gigabytes of memory before anything is refused; under a 1 GB address-space limit it dies
-    with a MemoryError traceback instead of one `error:` line."""
+    with a MemoryError traceback instead of one `error:` line. (Now: without the kit's header
+    it is refused on its first line, read bounded; as --foreign on its size; behind a header
+    the kit's key signed, on its digest, read as a stream.)"""
     import subprocess
     import sys
 
+    from migrations import provenance
+    from migrations.dburl import connect
     from tests.conftest import ROOT
 
     bomb = tmp_path / "azak_backup_20250101_000000.sql.gz"
     one_line_bomb(bomb, 3 << 29)
     assert bomb.stat().st_size < 4 << 20
+    signed = tmp_path / "azak_backup_20250101_000001.sql.gz"
+    conn = connect(app_db.url)
+    with conn, conn.cursor() as cur:
+        identity, encoding = provenance.identity_of(cur)
+    conn.close()
+    manifest = provenance.Manifest(identity, provenance.now_utc(), encoding, "0" * 64, 1, 0, 0)
+    signed.write_bytes(gzip.compress(provenance.header(manifest)) + bomb.read_bytes())
     limit = 1 << 30
-    code = (
-        "import resource, runpy, sys; "
-        f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit})); "
-        f"sys.argv = ['migrations', 'restore', {str(bomb)!r}, '--yes', '--record', 'none', "
-        f"'--db-url', {app_db.text_url!r}]; "
-        "runpy.run_module('migrations', run_name='__main__')"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode in (1, 2) and "Traceback" not in done.stderr, (
-        f"exit {done.returncode}: {done.stderr[-800:]}"
-    )
-    assert done.stderr.startswith("error: ") and "MiB at most" in done.stderr, done.stderr[-800:]
+    for path, extra, says in [
+        (bomb, "", "was not written by this kit"),
+        (bomb, "'--foreign', ", "MiB at most"),
+        (signed, "", "differs from the digest"),
+    ]:
+        code = (
+            "import resource, runpy, sys; "
+            f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit})); "
+            f"sys.argv = ['migrations', 'restore', {str(path)!r}, '--yes', {extra}'--record', 'none', "
+            f"'--db-url', {app_db.text_url!r}]; "
+            "runpy.run_module('migrations', run_name='__main__')"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode in (1, 2) and "Traceback" not in done.stderr, (
+            f"exit {done.returncode}: {done.stderr[-800:]}"
+        )
+        assert done.stderr.startswith("error: ") and says in done.stderr, done.stderr[-800:]
 
 
 def test_a_role_that_owns_nothing_is_not_told_the_deployment_is_absent(deployed_db: Db) -> None:
@@ -277,10 +293,10 @@ def test_restore_check_follows_standard_conforming_strings_as_psql_does(app_db: 
     reads '...' as standard strings. `SELECT 'a\\'';` is then a closed string to psql and an
     open one to the reader: the `\\!` line after it passes `restore`'s check ("refuses psql
     meta-commands such as \\!"), and the runbook's `gunzip` + `psql -f` of the same file runs
-    the shell command."""
+    the shell command. (Now no reader decides: the file is no longer what the kit signed.)"""
     import subprocess
 
-    from migrations import backup as backups
+    from tests.conftest import one_line
 
     ok(app_db.cli("backup", "--dir", str(tmp_path), "--record", "none"))
     dump = gzip.decompress(next(tmp_path.glob("azak_backup_*.sql.gz")).read_bytes())
@@ -291,12 +307,17 @@ def test_restore_check_follows_standard_conforming_strings_as_psql_does(app_db: 
         + b"';\nSET standard_conforming_strings = on;\n"
     )
     crafted = tmp_path / "crafted.sql"
-    crafted.write_bytes(dump.replace(b"BEGIN;\n", injected, 1))
+    header, _, rest = dump.partition(b"\n")
+    crafted.write_bytes(header + b"\n" + injected + rest)  # before pg_dump's own \\restrict
 
     # the runbook's way runs the shell command (psql stops later, on the leftover quote)
     psql_url = app_db.text_url.replace("postgresql+psycopg2", "postgresql", 1)
     subprocess.run(["psql", "-X", "-q", "-d", psql_url, "-f", str(crafted)], capture_output=True, check=False)
     assert marker.exists(), "psql did not run the meta-command: the crafted file is not what it claims"
+    marker.unlink()
 
-    with pytest.raises(backups.DumpError):
-        backups.check(crafted, require_table="stocks")
+    before = app_db.snapshot()
+    for extra in ([], ["--foreign"]):
+        assert "nothing changed" in one_line(app_db.cli("restore", str(crafted), "--yes", *extra), 1)
+    assert not marker.exists(), "the kit ran the meta-command"
+    assert app_db.snapshot().differences(before) == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import gzip
 import re
 import time
 import urllib.error
@@ -12,8 +11,9 @@ import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from migrations.backup import origin
+from migrations import provenance
 from migrations.dburl import mask_text
+from migrations.provenance import Identity, Manifest
 
 ERROR = re.compile(r"\b(ERROR|CRITICAL|FATAL|Traceback)\b")
 STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})")
@@ -81,19 +81,26 @@ def log_errors(path: Path, since: datetime | None, limit: int = 5) -> list[str]:
 
 
 def newest_backup(directory: Path, database: str | None = None) -> Path | None:
-    """The newest `azak_backup_*.sql.gz` in the directory (of `database`, where the kit's
-    backup names its database; another dump, which does not, is taken at its word)."""
-    backups = sorted(directory.glob("azak_backup_*.sql.gz"), key=lambda p: p.stat().st_mtime)
-    mine = [p for p in backups if database is None or origin(p) in (None, database)]
-    return mine[-1] if mine else None
+    """The newest `azak_backup_*.sql.gz` of `database` (`name on server N`) in the directory, by
+    the time its header records (the file's time says nothing); a file without the kit's
+    header is no database's backup."""
+    found = []
+    for path in directory.glob("azak_backup_*.sql.gz"):
+        manifest = provenance.peek(path)
+        if manifest and database in (None, manifest.identity.origin):
+            found.append((manifest.taken_at, path.name, path))
+    return max(found)[2] if found else None
 
 
-def backup_holds_stocks(path: Path) -> bool:
-    """Whether the gzip'd dump is readable to its end and creates public.stocks."""
-    tail, found = b"", False
-    with gzip.open(path, "rb") as dump:
-        for chunk in iter(lambda: dump.read(1 << 16), b""):
-            window = tail + chunk
-            found = found or b"CREATE TABLE public.stocks (" in window
-            tail = window[-64:]
-    return found
+def restorable(path: Path, target: Identity) -> Manifest:
+    """The backup as restore checks it (signed by the kit, every byte matching its digest,
+    pg_dump's end mark) and taken of `target`; DeployError saying why not."""
+    with path.open("rb") as raw:
+        manifest = provenance.verify(raw, path.name)
+    differs = manifest.identity.differences(target)
+    if differs:
+        raise provenance.Damaged(
+            f"it is a backup of {manifest.identity}, not of this database, {target}"
+            f" ({', '.join(differs)} differ)"
+        )
+    return manifest

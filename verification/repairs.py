@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 
 from migrations.catalog import Key
-from migrations.contract import quote
 from migrations.steps import Ddl, Migration
 
 
@@ -29,6 +28,11 @@ class Difference:
 
 DOLLAR = re.compile(r"\$([A-Za-z_]\w*)?\$")
 LEADING_COMMENTS = re.compile(r"^(\s*--[^\n]*\n)+")
+
+
+def quote(name: str) -> str:
+    """An identifier quoted for a statement the advice prints (the operator runs it in psql)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def statements(text: str) -> list[str]:
