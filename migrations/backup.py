@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import secrets
 import subprocess
 import tempfile
 import time
@@ -35,7 +36,7 @@ import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import image, ledger
+from migrations import ledger
 from migrations.contract import teardown
 from migrations.dburl import (
     IDENTITY_SQL,
@@ -49,6 +50,7 @@ from migrations.dburl import (
     scalar,
     scrub,
 )
+from migrations.history import restored_sql
 from migrations.runner import LOCK_KEY, fault
 from migrations.steps import load_all
 
@@ -62,7 +64,7 @@ def teardown_sql() -> str:
     """SQL dropping every object the migrations (and the ledger) create, which a pre-deployment
     dump does not know: from their contracts, idempotent, error-free in any state. CASCADE on
     a function takes its triggers (trigger_stocks_priority_deprecated on stocks, ...) along."""
-    return teardown([ledger.CONTRACT, *(m.contract for m in load_all())])
+    return teardown([ledger.LEGACY, *(m.contract for m in load_all())])
 
 
 ORIGIN = re.compile(rb"^-- Database: (.+)$", re.M)
@@ -80,14 +82,20 @@ def origin(path: Path) -> str | None:
 
 def prelude(database: str) -> bytes:
     """What a backup file says before pg_dump's output: whose it is, one transaction, what the
-    migrations create cleared."""
+    migrations create cleared, and the kit's registry (not in the dump) told of the restore."""
+    token = secrets.token_hex(16)
     return (
         HEADER
-        + f"\n--\n-- Database: {database}\n".encode()
+        + f"\n--\n-- Database: {database}\n-- Backup: {token}\n".encode()
         + b"--\n-- Written by azak-db-migrations `backup`. The whole file is one transaction\n"
         b"-- (BEGIN ... COMMIT): `psql -f` of it, with or without ON_ERROR_STOP, loads all of it\n"
-        b"-- or nothing. First it drops what US-001 creates, which the dump below does not know.\n"
-        b"--\n\nBEGIN;\nSET client_min_messages = warning;\n" + teardown_sql().encode() + b"\n"
+        b"-- or nothing. First it drops what US-001 creates, which the dump below does not know,\n"
+        b"-- and sets the ledger of the kit's registry (azak_registry) to the one of this backup.\n"
+        b"--\n\nBEGIN;\nSET client_min_messages = warning;\n"
+        + teardown_sql().encode()
+        + b"\n"
+        + restored_sql(token, datetime.now()).encode()
+        + b"\n"
     )
 
 
@@ -368,20 +376,6 @@ def identity(url: URL) -> str:
         conn.close()
 
 
-def keep_before_image(url: URL, directory: Path | None = None) -> Path | None:
-    """At base (no migration recorded), keep the database's before-image beside the backups'
-    purpose: verification's yardstick where the kit did not deploy. None when not at base."""
-    conn = connect(url)
-    try:
-        with conn, conn.cursor() as cur:
-            if ledger.read(cur):
-                return None
-            rewrites = [rw for m in load_all() for rw in m.contract.rewrites]
-            return image.keep(cur, rewrites, [], directory).path
-    finally:
-        conn.close()
-
-
 def backup(url: URL, directory: Path = DEFAULT_DIR, now: datetime | None = None) -> Path:
     """Dump the database to `directory/azak_backup_YYYYMMDD_HHMMSS[_N].sql.gz`; check it; return it."""
     database = require_stocks(url)
@@ -416,7 +410,9 @@ def dump_into(url: URL, sink: gzip.GzipFile) -> None:
     """Stream `pg_dump --clean --if-exists` of `url` into `sink`."""
     argv, env = libpq_command(url)
     proc = subprocess.Popen(
-        ["pg_dump", "--format=plain", "--clean", "--if-exists", "--no-password", *argv],
+        # the kit's registry is not the application's: a restore leaves its history in place
+        ["pg_dump", "--format=plain", "--clean", "--if-exists", "--exclude-schema=azak_registry"]
+        + ["--no-password", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

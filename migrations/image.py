@@ -1,9 +1,11 @@
 """The before-image: the whole catalog as it was before a deployment, and the values the
-migrations will rewrite (what a rollback must give back), kept as a private file.
+migrations will rewrite (what a rollback must give back).
 
-`upgrade` takes one when it starts from base, and `backup` beside its dump when the database
-is at base. Verification reads the newest one of the database (or the file named by
-`--before`): expected state = this image + what each applied migration's contract declares.
+The kit keeps a deployment's images in the database's registry (`migrations.registry`).
+A file of one (`python -m migrations image`) serves a database the kit never deployed, named
+by `pytest verification --before FILE`; an earlier kit kept them as files in data/images,
+which the registry adopts once (`newest`). Expected state = the image + what each applied
+migration's contract declares.
 
 The file is gzip'd JSON lines: a header (database, time, catalog, and per rewritten column a
 digest: the count and hash sum of the rows the migration will change), then one line per
@@ -18,7 +20,7 @@ import gzip
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -71,6 +73,11 @@ class BeforeImage:
     applied: list[str] = field(default_factory=list)  # the migrations the ledger held then
     identity: str = ""  # `name on server N`: a same-named database of another server differs
     path: Path | None = None
+    source: str = ""  # where it was read from, as the report names it
+    loader: Callable[[str], dict[str, Any]] | None = None  # a registry image's values
+
+    def __post_init__(self) -> None:
+        self.source = self.source or str(self.path or "")
 
     def header(self) -> dict[str, Any]:
         return {
@@ -83,7 +90,9 @@ class BeforeImage:
         }
 
     def values(self, rewrite: str) -> dict[str, Any]:
-        """Every row's value of a rewritten column before the deploy (read from the file)."""
+        """Every row's value of a rewritten column before the deploy (from the registry or the file)."""
+        if self.loader is not None:
+            return self.loader(rewrite)
         if self.path is None:
             return {}
         with gzip.open(self.path, "rt", encoding="utf-8") as source:
@@ -131,22 +140,6 @@ def keep(cur: Any, rewrites: list[Rewrite], applied: list[str], where: Path | No
     return image
 
 
-def copy_as(image: BeforeImage, database: str, identity: str, where: Path | None = None) -> BeforeImage:
-    """The same image, kept for another database (a clone of the one it was taken of)."""
-    source_path = image.path
-    assert source_path is not None
-    twin = BeforeImage(database, image.taken_at, image.catalog, image.digests, image.applied, identity)
-
-    def rows(out: IO[str]) -> None:
-        with gzip.open(source_path, "rt", encoding="utf-8") as source:
-            next(source)
-            for line in source:
-                out.write(line)
-
-    write(twin, rows, where)
-    return twin
-
-
 def write(image: BeforeImage, rows: Any, where: Path | None) -> None:
     """Header, then rows, under a temporary name renamed when complete; 0600 in a 0700 folder."""
     folder = where or directory()
@@ -164,12 +157,7 @@ def write(image: BeforeImage, rows: Any, where: Path | None) -> None:
     except OSError as exc:
         raise DeployError(f"cannot write the before-image into {folder}: {exc.strerror or exc}") from None
     image.path = path
-
-
-def sweep(folder: Path) -> None:
-    """Remove what a killed writer left half-written (call it under the deployment lock)."""
-    for partial in folder.glob(".image-*.partial") if folder.is_dir() else ():
-        partial.unlink(missing_ok=True)
+    image.source = str(path)
 
 
 def load(path: Path) -> BeforeImage:

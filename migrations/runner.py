@@ -21,9 +21,9 @@ import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import catalog, image, ledger, plan
+from migrations import catalog, ledger, plan, registry
 from migrations.contract import fold
-from migrations.dburl import URL, DeployError, UsageError, connect, mask
+from migrations.dburl import URL, DeployError, UsageError, connect, mask, scalar
 from migrations.steps import Batches, Ddl, Migration, load_all
 
 T = TypeVar("T")
@@ -66,8 +66,10 @@ class Runner:
         settings: Settings | None = None,
         out: TextIO = sys.stdout,
         migrations: list[Migration] | None = None,
+        executor: str | None = None,
     ) -> None:
         self.url = url
+        self.executor = executor  # who, for the ledger (else AZAK_EXECUTOR, else the OS user)
         self.settings = settings or Settings()
         self.out = out
         self.migrations = load_all() if migrations is None else migrations
@@ -339,14 +341,13 @@ class Runner:
         if state is None:
             cur.execute(ledger.FORGET, {"name": migration.name})
             return
-        cur.execute(ledger.CREATE)  # with the first change, never before it
         cur.execute(
             ledger.MARK,
             {
                 "name": migration.name,
                 "checksum": migration.checksum,
                 "state": state,
-                "by": ledger.who(),
+                "by": ledger.who(self.executor),
                 "ms": round((time.monotonic() - started) * 1000),
             },
         )
@@ -387,8 +388,10 @@ class Runner:
             self.check_preconditions([m for m in self.migrations[: target + 1] if m.name not in entries])
             self.refuse_changed("upgrade", self.migrations, entries)
             adoptable = self.check_drift(entries)
-            if not entries and target >= 0:
-                self.keep_before_image([])  # the yardstick of everything
+            self.ensure_registry()
+            deployment = None if not entries and target >= 0 else self.deployment()
+            if deployment is None and target >= 0:
+                deployment = self.keep_before_image(None, None, [])  # the yardstick of everything
             done = []
             for m in self.migrations[: target + 1]:
                 entry = entries.get(m.name)
@@ -398,9 +401,8 @@ class Runner:
                     self.adopt(m)
                 else:
                     if m.contract.rewrites and m.name not in entries:  # its values, just before it
-                        self.keep_before_image(
-                            [n.name for n in self.migrations if n.name in entries or n.name in done]
-                        )
+                        applied = [n.name for n in self.migrations if n.name in entries or n.name in done]
+                        self.keep_before_image(deployment, m, applied)
                     self.say(f"→ {m.name}")
                     self.run_phases(m, "up")
                 done.append(m.name)
@@ -408,13 +410,44 @@ class Runner:
                 self.say("nothing to do: every migration up to the target is applied")
             return done
 
-    def keep_before_image(self, applied: list[str]) -> None:
-        """Save the database as it is before the first migration (verification's yardstick),
-        and again just before a migration that rewrites values (they are judged against it)."""
-        rewrites = [rw for m in self.migrations for rw in m.contract.rewrites]
-        image.sweep(image.directory())  # a kill's half-written image: we hold the deployment lock
-        kept = self.transaction(lambda cur: image.keep(cur, rewrites, applied), "keep the before-image")
-        self.say(f"  before-image kept in {kept.path}")
+    def ensure_registry(self) -> None:
+        """The kit's registry (azak_registry), made if need be; an earlier kit's ledger moved in."""
+        try:
+            said = self.transaction(lambda cur: registry.ensure(cur, self.migrations), "the registry")
+        except psycopg2.errors.InsufficientPrivilege as exc:
+            raise DeployError(
+                f"cannot make the kit's registry ({registry.SCHEMA}) in {mask(self.url)}: "
+                f"{str(exc).strip().splitlines()[0]}; grant the deploying role CREATE on the database, "
+                f"or have its owner run CREATE SCHEMA {registry.SCHEMA} AUTHORIZATION <deploying role>;"
+                " nothing was changed"
+            ) from None
+        for line in said:
+            self.say(line)
+
+    def deployment(self) -> int | None:
+        """The deployment the ledger records (None: the kit has not begun one here)."""
+        return self.transaction(registry.current, "read the registry")
+
+    def keep_before_image(
+        self, deployment: int | None, migration: Migration | None, applied: list[str]
+    ) -> int:
+        """Keep a before-image in the registry, on the server: of a new deployment (None) as the
+        database is before the first migration (verification's yardstick), and again just
+        before a migration that rewrites values (they are judged against it). The deployment's id."""
+
+        def work(cur: Cursor) -> tuple[int, int]:
+            rewrites = list(migration.contract.rewrites) if migration else []
+            image_id = registry.take(
+                cur, deployment, migration.name if migration else None, applied, rewrites
+            )
+            fault("inside:before-image")
+            owner = scalar(cur, "SELECT deployment FROM azak_registry.images WHERE id = %s", (image_id,))
+            return image_id, int(owner)
+
+        image_id, kept_for = self.transaction(work, "keep the before-image")
+        what = f"just before {migration.name}" if migration else "at base"
+        self.say(f"  before-image #{image_id} ({what}) kept in {registry.SCHEMA}, deployment #{kept_for}")
+        return kept_for
 
     def adopt(self, migration: Migration) -> None:
         """Record a migration whose tables someone created by hand and that match exactly."""
@@ -428,14 +461,13 @@ class Runner:
         """Revert every recorded migration after `to` (or all, for 'base'), newest first."""
         target = self.find(to)
         with self.deployment_lock():
+            self.ensure_registry()
             entries = self.entries()
             todo = [m for m in self.migrations[target + 1 :] if m.name in entries][::-1]
             self.refuse_changed("roll back", todo, entries)
             for m in todo:
                 self.say(f"← {m.name}")
                 self.run_phases(m, "down")
-            if entries and not self.entries():
-                self.transaction(lambda cur: cur.execute("DROP TABLE schema_migrations"), "drop the ledger")
             if not todo:
                 self.say("nothing to do: no recorded migration after the target")
                 left = [t for m in self.migrations[target + 1 :] for t in self.unrecorded(m)]

@@ -98,11 +98,20 @@ class Target:
         return self.rows(query, **params)[0][0]
 
     def ledger(self) -> dict[str, str] | None:
-        """The ledger's rows, migration → state; None when there is no ledger table. A role
-        that may not read it gets the database's error (psycopg2.Error)."""
-        if not self.value("SELECT to_regclass('public.schema_migrations') IS NOT NULL"):
+        """The ledger's rows (in the kit's registry), migration → state; None when there is no
+        ledger table. A role that may not read it gets the database's error (psycopg2.Error)."""
+        if not self.value("SELECT to_regclass('azak_registry.ledger') IS NOT NULL"):
             return None
-        return dict(self.rows("SELECT name, state FROM public.schema_migrations ORDER BY name"))
+        return dict(self.rows("SELECT name, state FROM azak_registry.ledger ORDER BY name"))
+
+    def legacy_ledger(self) -> bool:
+        """Whether the ledger is still an earlier kit's, in public.schema_migrations."""
+        return bool(
+            self.value(
+                "SELECT to_regclass('azak_registry.ledger') IS NULL"
+                " AND to_regclass('public.schema_migrations') IS NOT NULL"
+            )
+        )
 
     def identity(self) -> str:
         """Which database this is: `name on server N` (backups and images say it too)."""

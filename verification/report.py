@@ -154,6 +154,7 @@ class DeploymentReport:
             "Started": now(),
         }
         self.checks: dict[str, Check] = {}
+        self.actions: dict[str, Any] = {}  # this run's row in each database's history (history.Action)
         self.html_report: Any = None
         self.record_path = record_path(config)
         self.record_error = ""
@@ -367,6 +368,8 @@ class DeploymentReport:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.facts.setdefault("Finished", now())
         self.note_failed_databases()
+        for name, action in self.actions.items():
+            action.finish(*self.history_row(name), report=self.html_path)
         if self.record_path is None or hasattr(self.config, "workerinput"):  # xdist: the controller
             return
         try:
@@ -388,6 +391,11 @@ class DeploymentReport:
             where = f"; recorded in {self.record_path}"
         else:
             where = "; not recorded (--record=none)"
+        kept = [a for a in self.actions.values() if a.id is not None]
+        where += " and in the database's history" if kept and len(kept) == len(self.actions) else ""
+        for action in self.actions.values():
+            if action.skipped:
+                write(f"{mask(action.url)}: {action.skipped}")
         write(
             f"US-001 verification {self.result}: {counts['passed']} passed, "
             f"{counts['failed']} failed, {counts['skipped']} skipped{where}"
@@ -408,14 +416,23 @@ class DeploymentReport:
 
     # -- the record -----------------------------------------------------------------------
 
+    def facts_failed(self, database: str | None = None) -> str:
+        """The checklist items that failed with the facts they name (of one database of a fleet)."""
+        failed = [c for c in self.failed if database is None or c.database in (None, database)]
+        shown = [f"{c.item}: {one_line(c.message, 300)}" for c in failed[:10]]
+        return "; ".join(shown) + (f"; and {len(failed) - 10} more" if len(failed) > 10 else "")
+
+    def history_row(self, database: str) -> tuple[str, str, str]:
+        """(result, migrations, failed facts) of this run on one database, for its history."""
+        failed = self.facts_failed(database)
+        result = "FAILED" if failed else self.result
+        return result, f"ledger: {', '.join(self.ledgers.get(database, [])) or 'base'}", failed
+
     def entry(self) -> record.Entry:
         """This run's row in the deployment record."""
         notes = []
         if self.failed:
-            names = [c.name for c in self.failed]
-            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-            items = ", ".join(v.item for v in self.verdicts() if v.state == "failed")
-            notes.append(f"failed: {items} ({shown})")
+            notes.append(f"failed: {self.facts_failed()}")
         unchecked = self.unchecked()
         if unchecked:
             notes.append("not checked: " + ", ".join(f"{v.item} ({v.reason})" for v in unchecked))
