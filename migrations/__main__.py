@@ -14,7 +14,7 @@ import psycopg2
 from migrations import backup as backups
 from migrations import history, image, ledger, plan, record, registry
 from migrations.cli import fail_cleanly, open_runner
-from migrations.dburl import URL, DeployError, UsageError, connect, describe, mask, resolve
+from migrations.dburl import URL, DeployError, UsageError, connect, mask, resolve
 from migrations.runner import Runner, Settings
 from migrations.steps import load_all
 
@@ -70,6 +70,12 @@ def parser() -> argparse.ArgumentParser:
         type=bounded(int, 1, MAX_BATCH),
         default=5000,
         help=f"stocks rows per priority batch (default 5000; 1..{MAX_BATCH:,})",
+    )
+    sizing.add_argument(
+        "--workers",
+        type=bounded(int, 1, 16),
+        default=2,
+        help="sessions sharing the priority batches of a large table, each its own key range (default 2)",
     )
     tuning = Parser(add_help=False, parents=[waiting, sizing])
     tuning.add_argument(
@@ -227,6 +233,7 @@ def settings(args: argparse.Namespace) -> Settings:
         lock_timeout_ms=getattr(args, "lock_timeout", default.lock_timeout_ms),
         retries=getattr(args, "retries", default.retries),
         batch_size=getattr(args, "batch_size", default.batch_size),
+        workers=getattr(args, "workers", default.workers),
     )
 
 
@@ -266,29 +273,22 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError(f"{args.command} changes {mask(url)}: add --yes to confirm")
     action = history.Action(url, args.command, detail(args), args.env_name, args.executor, reason(args))
     try:
-        if args.command == "forget-registry":
-            done = Outcome(forget_registry(url, args))
-        else:
-            done = change(url, args, action.start())
-    except UsageError:
-        action.cancel()
-        raise
+        with history.recorded(action, start=args.command != "forget-registry"):
+            done = change(url, args)
+            action.finish("passed", done.migrations, notes=done.said, report=done.report, backup=done.backup)
     except (DeployError, psycopg2.Error) as exc:
-        message = str(exc) if isinstance(exc, DeployError) else f"database: {describe(exc, url)}"
-        action.finish("FAILED", failed=message)
-        keep_record(args, url, "FAILED", message, action.environment)
+        keep_record(args, url, "FAILED", history.failure(exc, url), action.environment)
         raise
-    action.finish("passed", done.migrations, notes=done.said, report=done.report, backup=done.backup)
     keep_record(args, url, "passed", done.said, action.environment)
     print(done.said)
 
 
-def change(url: URL, args: argparse.Namespace, adopted: list[str]) -> Outcome:
+def change(url: URL, args: argparse.Namespace) -> Outcome:
     """Carry out a command that changes the database; what was done."""
-    for line in adopted:
-        print(line)
-    if args.command == "adopt":
-        return Outcome(" ".join(adopted) or f"Nothing to adopt on {mask(url)}: no public.schema_migrations.")
+    if args.command == "adopt":  # done when its history row was started (by every command)
+        return Outcome(f"Registry {registry.SCHEMA} of {mask(url)}: nothing more to adopt.")
+    if args.command == "forget-registry":
+        return Outcome(forget_registry(url, args))
     if args.command == "backup":
         path = backups.backup(url, args.dir)
         said = f"Backup of {mask(url)}: {path} ({path.stat().st_size:,} bytes), checked."

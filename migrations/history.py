@@ -16,6 +16,8 @@ import re
 import socket
 import sys
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
 from migrations import ledger, registry
-from migrations.dburl import URL, DeployError, connect, describe, scalar
+from migrations.dburl import URL, DeployError, UsageError, connect, describe, scalar
 from migrations.record import escape
 from migrations.steps import Migration, load_all
 
@@ -141,8 +143,9 @@ class Action:
         report: str = "",
         backup: str | None = None,
     ) -> None:
-        """The row's result; a row that cannot be finished stays 'started' (read: interrupted)."""
-        if self.id is None or self.conn is None:
+        """The row's result (once); a row that cannot be finished stays 'started' (read:
+        interrupted)."""
+        if self.id is None or self.conn is None or self.conn.closed:
             return
         try:
             with self.conn, self.conn.cursor() as cur:
@@ -172,6 +175,32 @@ class Action:
     def close(self) -> None:
         if self.conn is not None and not self.conn.closed:
             self.conn.close()  # the row's lock goes with the session
+
+
+def failure(exc: BaseException, url: URL) -> str:
+    """What a failed action says, for its row (a database error: its first line)."""
+    return str(exc) if isinstance(exc, DeployError) else f"database: {describe(exc, url)}"
+
+
+@contextmanager
+def recorded(action: Action, start: bool = True) -> Iterator[Action]:
+    """Run an action with its history row: started first (saying what the registry adopted),
+    FAILED with the reason if it fails, removed on bad input, else passed (unless the body
+    finished it with more to say). `start` False: no row (the action removes the history)."""
+    if start:
+        for line in action.start():
+            print(line)
+    else:
+        action.environment = action.environment or UNSPECIFIED
+    try:
+        yield action
+    except UsageError:
+        action.cancel()
+        raise
+    except (DeployError, psycopg2.Error) as exc:
+        action.finish("FAILED", failed=failure(exc, action.url))
+        raise
+    action.finish("passed")
 
 
 def rows(url: URL, limit: int | None = None) -> list[list[str]]:

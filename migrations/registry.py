@@ -246,11 +246,9 @@ def take(
 def yardstick(cur: Cursor) -> tuple[BeforeImage | None, dict[str, BeforeImage], str]:
     """The deployment's base image, the image kept just before each migration that rewrites
     values (by its name), and why there is no base image (else "")."""
-    if not scalar(cur, "SELECT to_regclass('azak_registry.images') IS NOT NULL"):
-        return None, {}, f"no registry ({SCHEMA}) in this database: the kit never deployed it"
     deployment = current(cur)
     if deployment is None:
-        return None, {}, f"no deployment in {SCHEMA}: the kit keeps its before-image when upgrade leaves base"
+        return None, {}, f"no before-image in {SCHEMA}: the kit keeps one when its upgrade leaves base"
     cur.execute(
         "SELECT DISTINCT ON (before_migration) id, before_migration, applied,"
         " to_char(taken_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF'), database, source, digests,"

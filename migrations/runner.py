@@ -10,6 +10,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,9 +22,9 @@ import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import catalog, ledger, plan, registry
+from migrations import batching, catalog, ledger, plan, registry
 from migrations.contract import fold
-from migrations.dburl import URL, DeployError, UsageError, connect, mask, scalar
+from migrations.dburl import URL, DeployError, UsageError, connect, describe, mask, scalar
 from migrations.steps import Batches, Ddl, Migration, load_all
 
 T = TypeVar("T")
@@ -43,6 +44,7 @@ class Settings:
     backoff_s: float = 0.5
     lock_wait_s: float = 10.0
     batch_size: int = 5000
+    workers: int = 2  # sessions sharing a large rewriting phase (migrations.batching)
 
 
 def fault(point: str) -> None:
@@ -73,13 +75,7 @@ class Runner:
         self.settings = settings or Settings()
         self.out = out
         self.migrations = load_all() if migrations is None else migrations
-        # Session-wide bounds too, so that no query of the runner can queue forever.
-        self.conn: Connection = connect(
-            url,
-            lock_timeout=f"{self.settings.lock_timeout_ms}ms",
-            statement_timeout=f"{self.settings.statement_timeout_ms}ms",
-        )
-        self.conn.autocommit = False
+        self.conn: Connection = self.session()
         try:
             self.require_stocks()
         except DeployError:
@@ -87,6 +83,16 @@ class Runner:
             raise
 
     # -- plumbing -------------------------------------------------------------------------
+
+    def session(self) -> Connection:
+        """A session with the run's bounds, so that no query of the runner can queue forever."""
+        conn = connect(
+            self.url,
+            lock_timeout=f"{self.settings.lock_timeout_ms}ms",
+            statement_timeout=f"{self.settings.statement_timeout_ms}ms",
+        )
+        conn.autocommit = False
+        return conn
 
     def close(self) -> None:
         """Close the connection; the advisory lock goes with it."""
@@ -108,14 +114,16 @@ class Runner:
             cur.execute(text, params)
             return cur.fetchall() if cur.description else []
 
-    def transaction(self, work: Callable[[Cursor], T], what: str) -> T:
-        """Run `work` in one short transaction, retrying lock timeouts with backoff."""
+    def transaction(self, work: Callable[[Cursor], T], what: str, conn: Connection | None = None) -> T:
+        """Run `work` in one short transaction (on `conn`, default the runner's), retrying lock
+        timeouts and deadlocks with backoff."""
         s = self.settings
+        conn = conn or self.conn
         for attempt in range(1, s.retries + 1):
             try:
-                with self.conn, self.conn.cursor() as cur:  # the session carries the timeouts
+                with conn, conn.cursor() as cur:  # the session carries the timeouts
                     return work(cur)
-            except psycopg2.errors.LockNotAvailable:
+            except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected):
                 holders = self.lock_holders()
                 if attempt == s.retries:
                     raise DeployError(
@@ -126,6 +134,14 @@ class Runner:
                 wait = s.backoff_s * 2 ** (attempt - 1)
                 self.say(f"  {what}: lock busy ({holders}); retry {attempt} in {wait:.1f}s")
                 time.sleep(wait)
+            except psycopg2.Error as exc:
+                if not conn.closed:
+                    raise
+                cause = exc.__context__ if isinstance(exc, psycopg2.InterfaceError) else exc
+                raise DeployError(
+                    f"{what}: the connection to the database was lost ({describe(cause or exc, self.url)});"
+                    " the ledger says how far it got: run the same command again to finish"
+                ) from None
         raise AssertionError("unreachable")
 
     def lock_holders(self) -> str:
@@ -353,26 +369,90 @@ class Runner:
         )
 
     def run_batches(self, migration: Migration, phase: Batches) -> None:
-        """Repeat the data statement in short transactions until no key is left."""
-        after: str | None = None
+        """Repeat the data statement in short transactions until no key is left: one session,
+        or (`workers`, a large table of a rewriting migration) several, each on its own part
+        of the key range (migrations.batching); a row left unwritten gets one more walk."""
+        rw = batching.splittable(migration.contract.rewrites) if self.settings.workers > 1 else None
+        parts = [(None, None)]
+        if rw is not None:
+            parts = self.transaction(
+                lambda cur: batching.ranges(cur, rw, self.settings.batch_size, self.settings.workers),
+                "key range",
+            )
+        if len(parts) == 1:
+            batches, total = self.walk(self.conn, migration, phase, None, None)
+        else:
+            assert rw is not None
+            batches, total = self.walk_in_parallel(migration, phase, parts, rw)
+            if self.transaction(lambda cur: batching.any_left(cur, rw), f"{migration.name}: rows left"):
+                more = self.walk(self.conn, migration, phase, None, None)
+                batches, total = batches + more[0], total + more[1]
+        self.say(f"  {migration.name}: {total} rows changed in {batches} batches")
+
+    def walk_in_parallel(
+        self, migration: Migration, phase: Batches, parts: list[tuple[Any, Any]], rw: Any
+    ) -> tuple[int, int]:
+        """Each part walked by a session of its own; the first failure stops the others."""
+        done: list[tuple[int, int]] = []
+        failed: list[BaseException] = []
+
+        def part(after: Any, stop: Any) -> None:
+            try:
+                conn = self.session()
+                try:
+                    done.append(self.walk(conn, migration, phase, after, stop, rw, failed))
+                finally:
+                    conn.close()
+            except BaseException as exc:  # handed to the main thread
+                failed.append(exc)
+
+        threads = [threading.Thread(target=part, args=bounds) for bounds in parts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failed:
+            raise failed[0]
+        return sum(d[0] for d in done), sum(d[1] for d in done)
+
+    def walk(
+        self,
+        conn: Connection,
+        migration: Migration,
+        phase: Batches,
+        after: Any,
+        stop: Any,
+        rw: Any = None,
+        halt: list[BaseException] | None = None,
+    ) -> tuple[int, int]:
+        """Batches from `after` on, until none is left or one reaches `stop`; (batches, rows).
+        Their commits do not wait for the disk: the ledger's last mark does, and with it every
+        batch before it (a crash before that mark loses batches the next run redoes)."""
         batch, total = 0, 0
-        while True:
+        while not halt:
             batch += 1
 
-            def work(cur: Cursor, n: int = batch, after: str | None = after) -> tuple[Any, int]:
+            def work(cur: Cursor, n: int = batch, after: Any = after) -> tuple[Any, int, bool]:
+                cur.execute("SET LOCAL synchronous_commit = off")
                 cur.execute(phase.sql, {"after": after, "batch_size": self.settings.batch_size})
                 row = cur.fetchone()
                 assert row is not None, "a batch statement returns one row"
                 last, changed = row
+                reached = False
+                if stop is not None and last is not None:
+                    cur.execute(batching.past(rw), {"last": last, "stop": stop})
+                    reached = bool((cur.fetchone() or (False,))[0])
                 fault(f"inside-batch:{migration.name}:{n}")
-                return last, changed
+                return last, changed, reached
 
-            last, changed = self.transaction(work, f"{migration.name} batch {batch}")
+            last, changed, reached = self.transaction(work, f"{migration.name} batch {batch}", conn)
             fault(f"after-batch:{migration.name}:{batch}")
             if last is None:
-                break
+                return batch - 1, total
             after, total = last, total + changed
-        self.say(f"  {migration.name}: {total} rows changed in {batch - 1} batches")
+            if reached:
+                return batch, total
+        return batch, total
 
     def plan(self) -> str:
         """The SQL that `upgrade` would run now, as a script; nothing is executed."""

@@ -225,7 +225,7 @@ def test_failed_verification_adds_a_row_naming_the_failed_and_unchecked(broken: 
     cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
     assert cells[1] == html.escape(HOSTILE) and cells[2] == "dba &lt;b&gt;"
     assert cells[3:5] == ["verify head", "FAILED"]
-    assert "failed: indexes" in cells[5] and "test_indexes_are_as_expected" in cells[5]
+    assert "failed: indexes: index financial_ratios.idx_financial_ratios_stock_stac: expected" in cells[5]
     assert "not checked: application (--app-url not given), logs (--app-log not given)" in cells[5]
     assert cells[6].endswith("report.html")
 
@@ -325,7 +325,7 @@ def test_every_action_adds_a_row_to_one_record(app_db: Db, tmp_path: Path) -> No
         ("staging", "downgrade --to base", "passed"),
         ("staging", f"restore {dump}", "passed"),
     ]
-    assert "test_indexes_are_as_expected" in rows[2][5]
+    assert "indexes: index product_info.idx_product_info_stock_code: expected" in rows[2][5]
     assert "index product_info.idx_product_info_stock_code" in rows[3][5]
 
 
@@ -359,12 +359,13 @@ def test_an_unwritable_record_stops_a_command_before_it_changes_anything(app_db:
         done.stderr
     )
     assert len(done.stderr.strip().splitlines()) == 1
-    assert app_db.value("SELECT to_regclass('public.schema_migrations') IS NULL"), "nothing may change"
+    assert app_db.value("SELECT to_regclass('azak_registry.ledger') IS NULL"), "nothing may change"
+    assert app_db.value("SELECT to_regclass('public.product_info') IS NULL"), "nothing may change"
 
 
 def test_verification_of_an_interrupted_ledger_state_is_refused_in_one_line(deployed_db: Db) -> None:
     deployed_db.execute(
-        "UPDATE schema_migrations SET state = 'reverting' WHERE name = 'deprecate_priority_column'"
+        "UPDATE azak_registry.ledger SET state = 'reverting' WHERE name = 'deprecate_priority_column'"
     )
     done = run_verification(deployed_db.url, "--to=ledger")
     assert done.returncode == 4, done.stdout[-2000:]
