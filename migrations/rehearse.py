@@ -19,16 +19,16 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-from migrations import appdb, image, record, snapshot
+from migrations import appdb, record, snapshot
 from migrations.cli import fail_cleanly
 from migrations.dburl import URL, DeployError, connect, dbname, mask, parse, run_outside_transaction
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = Path("reports")
-# A rehearsal's record, images and backups are its own: never the real ones in data/.
+# A rehearsal's record and backups are its own: never the real ones in data/ (its databases'
+# registries, with their before-images and history, go with the databases).
 RECORD = REPORTS / "rehearsal-record.md"
-IMAGES = REPORTS / "rehearsal-images"
 
 
 def run_verification(
@@ -193,8 +193,7 @@ def main() -> None:
     parser.add_argument("--stocks", type=int, default=3000, help="stocks rows (default 3000)")
     parser.add_argument("--backup-dir", type=Path, default=REPORTS / "rehearsal-backups")
     args = parser.parse_args()
-    os.environ[record.PATH_ENV] = str(RECORD)  # every command and verification below inherits them
-    os.environ[image.DIR_ENV] = str(IMAGES)
+    os.environ[record.PATH_ENV] = str(RECORD)  # every command and verification below inherits it
     with fail_cleanly():
         server = parse(args.server_url)
     rehearsal = Rehearsal(server, args.stocks, args.backup_dir)
