@@ -267,10 +267,13 @@ def run(args: argparse.Namespace) -> None:
     where = record.resolve(args.record)
     if where is not None:
         record.writable(where)  # before the change: its row must be writable after it
-    if args.command in ("restore", "forget-registry") and not args.yes:
-        if args.command == "restore":
-            backups.check(args.file, require_table="stocks")
-        raise UsageError(f"{args.command} changes {mask(url)}: add --yes to confirm")
+    if args.command == "restore" and not args.yes:
+        backups.check(args.file, require_table="stocks")
+        raise UsageError(f"restore replaces the objects of {mask(url)}: add --yes to confirm")
+    if args.command == "forget-registry" and not args.yes:
+        raise UsageError(
+            f"forget-registry drops schema {registry.SCHEMA} of {mask(url)}: add --yes to confirm"
+        )
     action = history.Action(url, args.command, detail(args), args.env_name, args.executor, reason(args))
     try:
         with history.recorded(action, start=args.command != "forget-registry"):

@@ -337,7 +337,21 @@ def test_status_and_plan_speak_in_sentences(deployed_db: Db) -> None:
     assert plan == f"-- Nothing to plan: every migration is applied on {mask(deployed_db.url)}.\n"
 
 
-@pytest.mark.parametrize("command", ["upgrade", "downgrade", "status", "plan", "backup", "restore"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "upgrade",
+        "downgrade",
+        "status",
+        "plan",
+        "backup",
+        "restore",
+        "record",
+        "adopt",
+        "image",
+        "forget-registry",
+    ],
+)
 def test_every_command_describes_itself_and_only_its_options(command: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "migrations", command, "--help"], cwd=ROOT, capture_output=True, text=True
@@ -345,7 +359,7 @@ def test_every_command_describes_itself_and_only_its_options(command: str) -> No
     assert done.returncode == 0, done.stderr
     description = done.stdout.split("\n\n")[1]
     assert description[0].isupper() and "." in description, description
-    if command in ("status", "plan"):
+    if command in ("status", "plan", "record", "image"):  # they change nothing: no record of them
         assert "--retries" not in done.stdout and "--record" not in done.stdout
     if command == "restore":
         assert "a backup written by `backup`" in done.stdout

@@ -175,9 +175,10 @@ def start_history(
 ) -> dict[str, history.Action]:
     """This run's row in each database's history (where the registry is and the role may write
     it); the environment the databases remember, when --env-name is not given."""
-    if hasattr(config, "workerinput"):  # xdist: the controller keeps the history
-        return {}
     given = config.getoption("--env-name")
+    if hasattr(config, "workerinput"):  # xdist: the controller keeps the history and the record
+        config.option.env_name = given or history.UNSPECIFIED
+        return {}
     actions = {}
     for name, target in targets.items():
         actions[name] = history.Action(target.url, "verify", target_name(config), given, executor)
