@@ -86,7 +86,9 @@ class Action:
     def start(self, create: bool = True) -> list[str]:
         """Write the 'started' row (making the registry first if `create`); the sentences that
         say what the registry adopted from an earlier kit."""
-        self.conn = conn = connect(self.url)
+        self.conn = conn = connect(
+            self.url, lock_timeout="5s", statement_timeout="120s"
+        )  # never queue forever
         said: list[str] = []
         try:
             with conn, conn.cursor() as cur:

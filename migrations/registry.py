@@ -148,7 +148,7 @@ def adopt_file(
     """One image file of an earlier kit, as a registry image (its rows loaded on the server)."""
     cur.execute(
         "INSERT INTO azak_registry.images (deployment, before_migration, applied, taken_at, database,"
-        " catalog, digests, source) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s) RETURNING id",
+        " catalog, digests, source) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s)",
         (
             deployment,
             before,
@@ -181,7 +181,7 @@ def adopt_file(
 def begin(cur: Cursor, note: str) -> int:
     """A new deployment (the ledger leaves base); its id."""
     cur.execute(
-        sql.SQL("INSERT INTO azak_registry.deployments (database, note) SELECT ({}), %s RETURNING id").format(
+        sql.SQL("INSERT INTO azak_registry.deployments (database, note) SELECT ({}), %s").format(
             sql.SQL(IDENTITY_SQL)
         ),
         (note,),
@@ -201,7 +201,7 @@ TAKE = sql.SQL(
     "INSERT INTO azak_registry.images (deployment, before_migration, applied, database, catalog, source)"
     " SELECT %(deployment)s, %(before)s, %(applied)s, ({identity}),"
     " coalesce(jsonb_agg(jsonb_build_array(f.kind, f.tbl, f.name, f.definition)), '[]'), 'taken by upgrade'"
-    " FROM ({facts}) AS f(kind, tbl, name, definition) RETURNING id"
+    " FROM ({facts}) AS f(kind, tbl, name, definition)"
 ).format(identity=sql.SQL(IDENTITY_SQL), facts=sql.SQL(catalog.IMAGE_SQL))
 
 

@@ -423,11 +423,17 @@ class DeploymentReport:
         shown = [f"{c.item}: {one_line(c.message, 300)}" for c in failed[:10]]
         return "; ".join(shown) + (f"; and {len(failed) - 10} more" if len(failed) > 10 else "")
 
-    def history_row(self, database: str) -> tuple[str, str, str]:
-        """(result, migrations, failed facts) of this run on one database, for its history."""
+    def history_row(self, database: str) -> tuple[str, str, str, str]:
+        """(result, migrations, failed facts, notes) of this run on one database, for its history."""
         failed = self.facts_failed(database)
         result = "FAILED" if failed else self.result
-        return result, f"ledger: {', '.join(self.ledgers.get(database, [])) or 'base'}", failed
+        notes = [f"not checked: {v.item} ({v.reason})" for v in self.unchecked()]
+        return (
+            result,
+            f"ledger: {', '.join(self.ledgers.get(database, [])) or 'base'}",
+            failed,
+            "; ".join(notes),
+        )
 
     def entry(self) -> record.Entry:
         """This run's row in the deployment record."""
