@@ -318,7 +318,7 @@ class Runner:
             else:
                 if first and not last:  # a data phase first: say 'applying' / 'reverting' before it
                     self.finish(migration, marks[0], started)
-                self.run_batches(migration, phase)
+                self.run_batches(migration, phase, shared=direction == "up")
                 if last:
                     self.finish(migration, state, started)
         elapsed = time.monotonic() - started
@@ -368,11 +368,13 @@ class Runner:
             },
         )
 
-    def run_batches(self, migration: Migration, phase: Batches) -> None:
+    def run_batches(self, migration: Migration, phase: Batches, shared: bool = False) -> None:
         """Repeat the data statement in short transactions until no key is left: one session,
-        or (`workers`, a large table of a rewriting migration) several, each on its own part
-        of the key range (migrations.batching); a row left unwritten gets one more walk."""
-        rw = batching.splittable(migration.contract.rewrites) if self.settings.workers > 1 else None
+        or (`shared`: an upgrade's rewriting phase of a large table; `workers`) several, each
+        on its own part of the key range (migrations.batching); a row left unwritten gets one
+        more walk."""
+        rewrites = migration.contract.rewrites
+        rw = batching.splittable(rewrites) if shared and self.settings.workers > 1 else None
         parts = [(None, None)]
         if rw is not None:
             parts = self.transaction(
@@ -387,7 +389,8 @@ class Runner:
             if self.transaction(lambda cur: batching.any_left(cur, rw), f"{migration.name}: rows left"):
                 more = self.walk(self.conn, migration, phase, None, None)
                 batches, total = batches + more[0], total + more[1]
-        self.say(f"  {migration.name}: {total} rows changed in {batches} batches")
+        sessions = f"{len(parts)} sessions" if len(parts) > 1 else "1 session"
+        self.say(f"  {migration.name}: {total} rows changed in {batches} batches ({sessions})")
 
     def walk_in_parallel(
         self, migration: Migration, phase: Batches, parts: list[tuple[Any, Any]], rw: Any
