@@ -255,8 +255,7 @@ class DeploymentReport:
                 steps.append(
                     Step(
                         f"This role may not read the ledger{where} ({self.unreadable[name]}): verify with a"
-                        " role that may (SELECT on every table of public and of azak_registry) before rolling"
-                        " anything back."
+                        " role that may (SELECT on every table of public) before rolling anything back."
                     )
                 )
             else:
