@@ -211,7 +211,10 @@ def rows(url: URL, limit: int | None = None) -> list[list[str]]:
     try:
         with conn, conn.cursor() as cur:
             if not registry.exists(cur):
-                raise DeployError(f"no registry ({registry.SCHEMA}) in this database: the kit never ran here")
+                raise DeployError(
+                    f"no registry ({registry.SCHEMA}) in this database: no action of the kit is recorded here"
+                    " (an earlier kit's deployment moves in with `python -m migrations adopt`)"
+                )
             cur.execute(
                 sql.SQL(
                     "SELECT * FROM (SELECT h.id, h.started_at, h.environment, h.executor,"
