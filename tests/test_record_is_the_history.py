@@ -97,7 +97,8 @@ def test_a_killed_or_cut_off_command_leaves_a_row_saying_so(deployed_db: Db, tmp
             pass
         cut = deployed_db.value(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
-            " AND classid = %s AND objid = %s AND granted",
+            " AND classid = %s AND objid = %s AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             LOCK_KEY,
         )
         assert cut == 1
