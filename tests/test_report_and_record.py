@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -118,7 +119,10 @@ def broken(deployed_template, tmp_path_factory: pytest.TempPathFactory) -> Itera
     backups = tmp / "backups"
     backups.mkdir()
     for stamp in ("20261101_090000", "20261124_175900", "20261020_120000"):
-        (backups / f"azak_backup_{stamp}.sql.gz").write_bytes(b"")
+        made = backups / f"azak_backup_{stamp}.sql.gz"
+        made.write_bytes(b"")
+        when = datetime.strptime(stamp, "%Y%m%d_%H%M%S").timestamp()
+        os.utime(made, (when, when))  # written at its stamp: not all in the same clock tick
     clones = clone_deployed(deployed_template)
     db = next(clones)
     try:
