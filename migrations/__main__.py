@@ -1,17 +1,21 @@
-"""`python -m migrations COMMAND`: upgrade, downgrade, status, plan, backup, restore."""
+"""`python -m migrations COMMAND`: upgrade, downgrade, status, plan, backup, restore; and the
+registry's record, adopt, image and forget-registry."""
 
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import psycopg2
+
 from migrations import backup as backups
-from migrations import plan, record, restore
+from migrations import history, image, ledger, plan, record, registry, restore
 from migrations.cli import fail_cleanly, open_runner
-from migrations.dburl import URL, DeployError, UsageError, mask, resolve
-from migrations.runner import Runner, Settings
+from migrations.dburl import URL, DeployError, UsageError, connect, mask, resolve
+from migrations.runner import Runner, Settings, find
 from migrations.steps import load_all
 
 # Rows per batch: far above any useful size, far below what a bigint LIMIT or memory takes.
@@ -67,6 +71,12 @@ def parser() -> argparse.ArgumentParser:
         default=5000,
         help=f"stocks rows per priority batch (default 5000; 1..{MAX_BATCH:,})",
     )
+    sizing.add_argument(
+        "--workers",
+        type=bounded(int, 1, 16),
+        default=2,
+        help="sessions sharing the priority batches of a large table, each its own key range (default 2)",
+    )
     tuning = Parser(add_help=False, parents=[waiting, sizing])
     tuning.add_argument(
         "--retries",
@@ -84,9 +94,17 @@ def parser() -> argparse.ArgumentParser:
         metavar="FILE|none",
         help=f"deployment record to add this action's row to (default {record.default_path()}; 'none': none)",
     )
-    recorded.add_argument("--env-name", default="unspecified", help="environment, for the record")
-    recorded.add_argument("--executor", default=None, help="who runs it, for the record (default: OS user)")
+    recorded.add_argument(
+        "--env-name",
+        default=None,
+        help="environment, for the record (default: the one this database was last named, else unspecified)",
+    )
+    recorded.add_argument(
+        "--executor", default=None, help="who runs it, for the record (default: $AZAK_EXECUTOR, else OS user)"
+    )
     changing = [common, recorded]
+    reasoned = Parser(add_help=False)
+    reasoned.add_argument("--reason", default="", help="why, for the database's history and the record")
 
     top = Parser(
         prog="python -m migrations",
@@ -102,8 +120,8 @@ def parser() -> argparse.ArgumentParser:
     up = command(
         "upgrade",
         "Apply the pending migrations, in order",
-        "Keeps a before-image of the database first (data/images), then runs each migration in short "
-        "transactions under the deployment lock; an interrupted one is resumed.",
+        "Keeps a before-image of the database first (in its registry, azak_registry), then runs each "
+        "migration in short transactions under the deployment lock; an interrupted one is resumed.",
         [*changing, tuning],
     )
     up.add_argument("--to", metavar="NAME", help="stop after this migration (default: all)")
@@ -111,7 +129,7 @@ def parser() -> argparse.ArgumentParser:
         "downgrade",
         "Roll migrations back, newest first",
         "Every value a migration rewrote is put back (stocks.priority).",
-        [*changing, tuning],
+        [*changing, tuning, reasoned],
     )
     down.add_argument(
         "--to",
@@ -138,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
         "backup",
         "Dump the database to DIR/azak_backup_YYYYMMDD_HHMMSS.sql.gz (private, checked)",
         "The file is one transaction that first clears what the migrations create, so the runbook's "
-        "`gunzip` + `psql -f` of it brings back this database exactly; at base it also keeps a before-image.",
+        "`gunzip` + `psql -f` of it brings back this database exactly (and tells its registry).",
         changing,
     )
     bk.add_argument(
@@ -148,9 +166,9 @@ def parser() -> argparse.ArgumentParser:
         "restore",
         "Load a backup into the database, all or nothing",
         "Reads the file once and runs exactly what it checked: a backup the kit signed, of this database, "
-        "whole (a file it did not write only with --foreign); one transaction under the deployment lock. "
-        "Without --yes it only checks.",
-        [*changing, waiting],
+        "whole (a file it did not write only with --foreign); one transaction under the deployment lock, "
+        "which also sets the registry's ledger to the backup's. Without --yes it only checks.",
+        [*changing, waiting, reasoned],
     )
     rs.add_argument(
         "file", type=Path, metavar="FILE", help="a backup written by `backup` (.sql.gz, or gunzipped .sql)"
@@ -175,6 +193,40 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="the role a foreign file runs as (default: the owner of public.stocks; never a superuser)",
     )
+    rec = command(
+        "record",
+        "Print the database's history as the runbook's deployment table",
+        "Every action of the kit on this database, from any machine, from its registry (azak_registry);"
+        " an action that never finished reads 'interrupted'. Changes nothing.",
+        [common],
+    )
+    rec.add_argument("--limit", type=bounded(int, 1, 1_000_000), default=None, help="only the last N rows")
+    command(
+        "adopt",
+        "Move an earlier kit's ledger (public.schema_migrations) into the registry",
+        "With the before-images that kit kept in data/images ($AZAK_IMAGES_DIR) here, if found; every "
+        "changing command does it too.",
+        changing,
+    )
+    img = command(
+        "image",
+        "Write the database's before-image to a private file",
+        "For `pytest verification --before FILE` where the kit does not deploy (the kit keeps its own in "
+        "the registry).",
+        [common],
+    )
+    img.add_argument(
+        "--dir", type=Path, default=None, help="directory (default $AZAK_IMAGES_DIR, else data/images)"
+    )
+    forget = command(
+        "forget-registry",
+        "Remove the kit's registry (schema azak_registry) from the database",
+        "Its ledger, before-images and history go; refused while the ledger records a migration.",
+        [common, recorded],
+    )
+    forget.add_argument(
+        "--yes", action="store_true", help="confirm: drop schema azak_registry and all it holds"
+    )
     return top
 
 
@@ -194,11 +246,23 @@ def settings(args: argparse.Namespace) -> Settings:
         lock_timeout_ms=getattr(args, "lock_timeout", default.lock_timeout_ms),
         retries=getattr(args, "retries", default.retries),
         batch_size=getattr(args, "batch_size", default.batch_size),
+        workers=getattr(args, "workers", default.workers),
     )
 
 
+@dataclass
+class Outcome:
+    """What a command did: the sentence, and the history's columns."""
+
+    said: str
+    migrations: str = ""
+    report: str = ""
+    backup: str | None = None
+
+
 def run(args: argparse.Namespace) -> None:
-    """Carry out one command; one that changes the database adds a row to the record."""
+    """Carry out one command; one that changes the database adds a row to its history and to
+    the local record."""
     if args.command == "plan" and args.all:
         print(plan.script(load_all(), settings(args)), end="")
         return
@@ -207,33 +271,49 @@ def run(args: argparse.Namespace) -> None:
         with open_runner(url, settings(args)) as runner:
             print(inspect(runner, args.command), end="")
         return
+    if args.command == "record":
+        print(history.render(history.rows(url, args.limit)), end="")
+        return
+    if args.command == "image":
+        print(keep_image(url, args))
+        return
     where = record.resolve(args.record)
     if where is not None:
         record.writable(where)  # before the change: its row must be writable after it
+    if args.command == "restore" and not args.yes:
+        what = restore.check(url, args.file, args.other_database, args.foreign)
+        raise UsageError(
+            f"restore replaces the objects of {mask(url)}: add --yes to confirm (checked: {what})"
+        )
+    if getattr(args, "to", None):  # before the history row (which makes the registry)
+        find(load_all(), args.to)
+    if args.command == "forget-registry" and not args.yes:
+        raise UsageError(
+            f"forget-registry drops schema {registry.SCHEMA} of {mask(url)}: add --yes to confirm"
+        )
+    action = history.Action(url, args.command, detail(args), args.env_name, args.executor, reason(args))
     try:
-        said = change(url, args)
-    except (DeployError, UsageError) as exc:
-        if not isinstance(exc, UsageError):
-            keep_record(args, url, "FAILED", str(exc))
+        with history.recorded(action, start=args.command != "forget-registry"):
+            done = change(url, args)
+            action.finish("passed", done.migrations, notes=done.said, report=done.report, backup=done.backup)
+    except (DeployError, psycopg2.Error) as exc:
+        keep_record(args, url, "FAILED", history.failure(exc, url), action.environment)
         raise
-    keep_record(args, url, "passed", said)
-    print(said)
+    keep_record(args, url, "passed", done.said, action.environment)
+    print(done.said)
 
 
-def change(url: URL, args: argparse.Namespace) -> str:
-    """Carry out a command that changes the database; the sentence that says what was done."""
+def change(url: URL, args: argparse.Namespace) -> Outcome:
+    """Carry out a command that changes the database; what was done."""
+    if args.command == "adopt":  # done when its history row was started (by every command)
+        return Outcome(f"Registry {registry.SCHEMA} of {mask(url)}: nothing more to adopt.")
+    if args.command == "forget-registry":
+        return Outcome(forget_registry(url, args))
     if args.command == "backup":
         path = backups.backup(url, args.dir)
-        kept = backups.keep_before_image(url, args.dir)  # beside the dump: it serves as the before-image
-        if kept:
-            print(f"Before-image of {mask(url)} kept in {kept}.")
-        return f"Backup of {mask(url)}: {path} ({path.stat().st_size:,} bytes), checked."
+        said = f"Backup of {mask(url)}: {path} ({path.stat().st_size:,} bytes), checked."
+        return Outcome(said, history.ledger_line(url), str(path), history.backup_token(path))
     if args.command == "restore":
-        if not args.yes:
-            what = restore.check(url, args.file, args.other_database, args.foreign)
-            raise UsageError(
-                f"restore replaces the objects of {mask(url)}: add --yes to confirm (checked: {what})"
-            )
         what = restore.restore(
             url,
             args.file,
@@ -243,15 +323,55 @@ def change(url: URL, args: argparse.Namespace) -> str:
             args.foreign,
             args.foreign_role,
         )
-        return f"Restored {what} into {mask(url)}, in one transaction."
-    with open_runner(url, settings(args)) as runner:
+        if "(a foreign file)" in what or history.backup_token(args.file) is None:
+            print(registry.after_unknown_restore(url, load_all()))  # its ledger is not in the file
+        said = f"Restored {what} into {mask(url)}, in one transaction."
+        return Outcome(said, history.ledger_line(url))
+    with Runner(url, settings(args), executor=args.executor) as runner:
         if args.command == "upgrade":
             done = runner.upgrade(args.to)
             what = f"applied {len(done)} migration(s) ({', '.join(done)})" if done else "nothing to apply"
-            return f"Upgrade done on {mask(url)}: {what}."
+            return Outcome(f"Upgrade done on {mask(url)}: {what}.", "applied: " + (", ".join(done) or "none"))
         done = runner.downgrade(args.to)
         what = f"rolled back {len(done)} migration(s) ({', '.join(done)})" if done else "nothing to roll back"
-        return f"Downgrade done on {mask(url)}: {what}."
+        said = f"Downgrade done on {mask(url)}: {what}."
+        return Outcome(said, "rolled back: " + (", ".join(done) or "none"))
+
+
+def forget_registry(url: URL, args: argparse.Namespace) -> str:
+    """Drop the registry, under the deployment lock, unless its ledger records a migration."""
+    with Runner(url, settings(args)) as runner, runner.deployment_lock():
+        if runner.entries():
+            raise DeployError(
+                f"the ledger of {mask(url)} records {', '.join(runner.entries())}: roll back first"
+                " (without the registry the kit would not know what is applied); nothing was changed"
+            )
+        gone = runner.transaction(
+            lambda cur: registry.forget(cur) if registry.exists(cur) else None, "forget"
+        )
+    said = f"Registry {registry.SCHEMA} removed from {mask(url)}"
+    return said + (f": {gone} with it." if gone else " (there was none).")
+
+
+def keep_image(url: URL, args: argparse.Namespace) -> str:
+    """`image`: the database's before-image as a private file."""
+    conn = connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            rewrites = [rw for m in load_all() for rw in m.contract.rewrites]
+            kept = image.keep(cur, rewrites, [], args.dir)
+    finally:
+        conn.close()
+    return f"Before-image of {mask(url)} written to {kept.path} (for pytest verification --before FILE)."
+
+
+def detail(args: argparse.Namespace) -> str:
+    """What the action was aimed at: --to NAME, or the file."""
+    return f"--to {args.to}" if getattr(args, "to", None) else str(getattr(args, "file", "") or "")
+
+
+def reason(args: argparse.Namespace) -> str:
+    return str(getattr(args, "reason", "") or "")
 
 
 def inspect(runner: Runner, command: str) -> str:
@@ -266,21 +386,22 @@ def inspect(runner: Runner, command: str) -> str:
     head = f"head: {applied[-1]}" if applied else "at base"
     lines = [f"Database {mask(runner.url)}: {len(applied)} of {len(rows)} migrations applied ({head})."]
     lines += [f"  {name:<28} {state}" for name, state in rows]
+    lines.append(runner.transaction(registry.summary, "read the registry"))
     return "\n".join(lines) + "\n"
 
 
-def keep_record(args: argparse.Namespace, url: URL, result: str, notes: str) -> None:
-    """The action's row in the deployment record (unless --record none)."""
+def keep_record(args: argparse.Namespace, url: URL, result: str, notes: str, environment: str) -> None:
+    """The action's row in the local deployment record (unless --record none)."""
     path = record.resolve(args.record)
     if path is None:
         return
-    detail = f"--to {args.to}" if getattr(args, "to", None) else getattr(args, "file", "") or ""
+    notes = f"{notes} ({mask(url)})" if mask(url) not in notes else notes
     entry = record.Entry(
-        action=f"{args.command} {detail}".strip(),
+        action=f"{args.command} {detail(args)}".strip(),
         result=result,
-        notes=f"{notes} ({mask(url)})" if mask(url) not in notes else notes,
-        environment=args.env_name,
-        executor=args.executor,
+        notes=notes + (f"; reason: {reason(args)}" if reason(args) else ""),
+        environment=environment or args.env_name or history.UNSPECIFIED,
+        executor=ledger.who(args.executor),
     )
     record.append(entry, path)
 

@@ -8,6 +8,11 @@ every byte after that line, and where the teardown ends and the COMMIT begins. N
 database holds is formatted into the file by the kit: names reach it through pg_dump, or
 through psycopg2's `sql` module (the teardown), or as escaped JSON (the header).
 
+The kit's registry (schema azak_registry: ledger, before-images, history) is left out of the
+dump; after the teardown the file carries one statement (`history.restored_sql`, a random
+token and a date, nothing else) that sets the registry's ledger to the one this backup was
+taken with and, when restored outside the kit (`psql -f`), adds the restore to its history.
+
 A backup is private (directory 0700, file 0600), built in a `.azak_backup_*.partial`
 directory that its process holds locked, checked, then given its final, never reused name.
 A backup sweeps the leftovers of killed ones: the directories nobody holds.
@@ -23,6 +28,7 @@ import gzip
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -35,9 +41,10 @@ from pathlib import Path
 
 from psycopg2 import sql
 
-from migrations import image, ledger, provenance
+from migrations import ledger, provenance
 from migrations.contract import teardown
 from migrations.dburl import URL, DeployError, UsageError, connect, libpq_command, mask, scalar, scrub
+from migrations.history import restored_sql
 from migrations.provenance import CHUNK, Identity, Manifest
 from migrations.runner import fault
 from migrations.steps import load_all
@@ -46,7 +53,9 @@ DEFAULT_DIR = Path("data/backups")
 PARTIAL = ".azak_backup_*.partial"
 PRELUDE = (
     b"\n-- azak-db-migrations: first what US-001 creates is dropped (the dump below does not know\n"
-    b"-- it). The whole file is one transaction: `psql -f` of it loads all of it or nothing.\n"
+    b"-- it), and the ledger of the kit's registry (azak_registry, not in the dump) is set to the\n"
+    b"-- one of this backup. The whole file is one transaction: `psql -f` of it loads all of it or\n"
+    b"-- nothing.\n"
     b"SET client_min_messages = warning;\n"
 )
 BEGIN = b"\nBEGIN;\n"
@@ -61,7 +70,7 @@ def teardown_sql() -> sql.Composed:
     """SQL dropping every object the migrations (and the ledger) create, which a pre-deployment
     dump does not know: from their contracts, idempotent, error-free in any state. CASCADE on
     a function takes its triggers (trigger_stocks_priority_deprecated on stocks, ...) along."""
-    return teardown([ledger.CONTRACT, *(m.contract for m in load_all())])
+    return teardown([ledger.LEGACY, *(m.contract for m in load_all())])
 
 
 def inspect(url: URL) -> tuple[Identity, str, bytes]:
@@ -78,20 +87,6 @@ def inspect(url: URL) -> tuple[Identity, str, bytes]:
         conn.close()
 
 
-def keep_before_image(url: URL, directory: Path | None = None) -> Path | None:
-    """At base (no migration recorded), keep the database's before-image beside the backups'
-    purpose: verification's yardstick where the kit did not deploy. None when not at base."""
-    conn = connect(url)
-    try:
-        with conn, conn.cursor() as cur:
-            if ledger.read(cur):
-                return None
-            rewrites = [rw for m in load_all() for rw in m.contract.rewrites]
-            return image.keep(cur, rewrites, [], directory).path
-    finally:
-        conn.close()
-
-
 def backup(url: URL, directory: Path = DEFAULT_DIR, now: datetime | None = None) -> Path:
     """Dump the database to `directory/azak_backup_YYYYMMDD_HHMMSS[_N].sql.gz`; check it; return it.
     `now` (local time) names it and is the time its header records."""
@@ -104,7 +99,9 @@ def backup(url: URL, directory: Path = DEFAULT_DIR, now: datetime | None = None)
             archive, body = work / "dump", work / "body.gz"
             dump(url, archive)
             fault("backup:dumped")
-            layout = script(archive, body, clear, work)
+            token = secrets.token_hex(16)  # names this backup in the registry's history
+            told = f"\n-- Backup: {token}\n{restored_sql(token, taken)}".encode("ascii")
+            layout = script(archive, body, clear + told, work)
             manifest = Manifest(
                 identity=identity,
                 taken_at=taken.astimezone(timezone.utc).isoformat(timespec="seconds"),
@@ -177,6 +174,7 @@ def dump(url: URL, archive: Path) -> None:
     """pg_dump's custom-format archive of `url` (uncompressed: it lives for this backup only)."""
     argv, env = libpq_command(url)
     command = ["pg_dump", "--format=custom", "--compress=0", "--quote-all-identifiers", "--no-password"]
+    command.append("--exclude-schema=azak_registry")  # the kit's registry keeps its history on restore
     try:
         done = subprocess.run(
             [*command, f"--file={archive}", *argv], capture_output=True, env=env, check=False
@@ -200,8 +198,9 @@ class Layout:
 
 
 def script(archive: Path, body: Path, clear: bytes, work: Path) -> Layout:
-    """pg_restore's single-transaction script of the archive, the teardown put right after its
-    BEGIN, gzip'd into `body` as it streams; pg_restore's own head and end are checked."""
+    """pg_restore's single-transaction script of the archive, the teardown (and the registry's
+    statement) put right after its BEGIN, gzip'd into `body` as it streams; pg_restore's own
+    head and end are checked."""
     command = ["pg_restore", "--clean", "--if-exists", "--single-transaction", "--file=-", str(archive)]
     digest, size, teardown_end, tail = hashlib.sha256(), 0, 0, b""
     with (work / "restore.err").open("w+b") as err:

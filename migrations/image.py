@@ -1,9 +1,11 @@
 """The before-image: the whole catalog as it was before a deployment, and the values the
-migrations will rewrite (what a rollback must give back), kept as a private file.
+migrations will rewrite (what a rollback must give back).
 
-`upgrade` takes one when it starts from base, and `backup` beside its dump when the database
-is at base. Verification reads the newest one of the database (or the file named by
-`--before`): expected state = this image + what each applied migration's contract declares.
+The kit keeps a deployment's images in the database's registry (`migrations.registry`).
+A file of one (`python -m migrations image`) serves a database the kit never deployed, named
+by `pytest verification --before FILE`; an earlier kit kept them as files in data/images,
+which the registry adopts once (`newest`). Expected state = the image + what each applied
+migration's contract declares.
 
 The file is gzip'd JSON lines: a header (database, time, catalog, and per rewritten column a
 digest: the count and hash sum of the rows the migration will change), then one line per
@@ -18,7 +20,7 @@ import gzip
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +75,11 @@ class BeforeImage:
     identity: str = ""  # `name on server N`: a same-named database of another server differs
     path: Path | None = None
     amended: list[str] = field(default_factory=list)  # why values differ from when it was taken
+    source: str = ""  # where it was read from, as the report names it
+    loader: Callable[[str], dict[str, Any]] | None = None  # a registry image's values
+
+    def __post_init__(self) -> None:
+        self.source = self.source or str(self.path or "")
 
     def header(self) -> dict[str, Any]:
         return {
@@ -86,7 +93,9 @@ class BeforeImage:
         }
 
     def values(self, rewrite: str) -> dict[str, Any]:
-        """Every row's value of a rewritten column before the deploy (read from the file)."""
+        """Every row's value of a rewritten column before the deploy (from the registry or the file)."""
+        if self.loader is not None:
+            return self.loader(rewrite)
         if self.path is None:
             return {}
         with gzip.open(self.path, "rt", encoding="utf-8", errors="surrogateescape") as source:
@@ -134,22 +143,6 @@ def keep(cur: Any, rewrites: list[Rewrite], applied: list[str], where: Path | No
     return image
 
 
-def copy_as(image: BeforeImage, database: str, identity: str, where: Path | None = None) -> BeforeImage:
-    """The same image, kept for another database (a clone of the one it was taken of)."""
-    source_path = image.path
-    assert source_path is not None
-    twin = BeforeImage(database, image.taken_at, image.catalog, image.digests, image.applied, identity)
-
-    def rows(out: IO[str]) -> None:
-        with gzip.open(source_path, "rt", encoding="utf-8", errors="surrogateescape") as source:
-            next(source)
-            for line in source:
-                out.write(line)
-
-    write(twin, rows, where)
-    return twin
-
-
 def as_text(value: Any) -> str | None:
     """A JSON value of the image as PostgreSQL's `::text` writes it (3, true, abc, NULL)."""
     return None if value is None else value if isinstance(value, str) else json.dumps(value)
@@ -166,41 +159,6 @@ def digest_of(cur: Any, rw: Rewrite, rows: dict[str, Any]) -> tuple[int, int]:
     )
     count, total = cur.fetchone()
     return int(count), int(total)
-
-
-def amend(image: BeforeImage, rw: Rewrite, kept: dict[Any, Any], cur: Any, why: str) -> BeforeImage:
-    """A newer copy of `image` in which the rows of `kept` (key → value; a key it lacks is
-    added) hold those values of `rw`: the application's writes a rollback kept, `why`."""
-    name, new = str(rw), {str(k): v for k, v in kept.items()}
-    old = {k: v for k, v in image.values(name).items() if k in new}
-    digests = dict(image.digests)
-    if name in digests:
-        (n_old, h_old), (n_new, h_new) = digest_of(cur, rw, old), digest_of(cur, rw, new)
-        count, total = digests[name]
-        digests[name] = [count - n_old + n_new, str(int(total) - h_old + h_new)]
-    twin = BeforeImage(
-        image.database,
-        image.taken_at,
-        image.catalog,
-        digests,
-        image.applied,
-        image.identity,
-        amended=[*image.amended, why],
-    )
-    source_path = image.path
-    assert source_path is not None
-
-    def rows(out: IO[str]) -> None:
-        with gzip.open(source_path, "rt", encoding="utf-8") as source:
-            next(source)
-            for line in source:
-                rewrite, key, _ = json.loads(line)
-                out.write(line if rewrite != name or key not in new else "")
-        for key, value in new.items():
-            out.write(json.dumps([name, key, value], ensure_ascii=False) + "\n")
-
-    write(twin, rows, None)
-    return twin
 
 
 def write(image: BeforeImage, rows: Any, where: Path | None) -> None:
@@ -223,12 +181,7 @@ def write(image: BeforeImage, rows: Any, where: Path | None) -> None:
     except OSError as exc:
         raise DeployError(f"cannot write the before-image into {folder}: {exc.strerror or exc}") from None
     image.path = path
-
-
-def sweep(folder: Path) -> None:
-    """Remove what a killed writer left half-written (call it under the deployment lock)."""
-    for partial in folder.glob(".image-*.partial") if folder.is_dir() else ():
-        partial.unlink(missing_ok=True)
+    image.source = str(path)
 
 
 def load(path: Path) -> BeforeImage:

@@ -34,6 +34,10 @@ def script(migrations: list[Migration], settings: Settings) -> str:
                 out.append(
                     f"-- repeated, one transaction per batch of {settings.batch_size} codes,"
                     " each after the last code done, until the statement returns NULL"
+                    f" ({settings.workers} sessions share a large table's key range)"
+                )
+                out.append(
+                    "SET LOCAL synchronous_commit = off;  -- the ledger's last mark waits for the disk"
                 )
                 out.append(bind(phase.sql, {"after": "", "batch_size": settings.batch_size}))
             if index in (0, len(m.upgrade) - 1):

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import psycopg2
 from psycopg2 import sql
 
-from migrations import appdb, image, record, snapshot
+from migrations import appdb, record, snapshot
 from migrations.cli import fail_cleanly
 from migrations.dburl import (
     URL,
@@ -36,9 +36,9 @@ from migrations.dburl import (
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = Path("reports")
-# A rehearsal's record, images and backups are its own: never the real ones in data/.
+# A rehearsal's record and backups are its own: never the real ones in data/ (its databases'
+# registries, with their before-images and history, go with the databases).
 RECORD = REPORTS / "rehearsal-record.md"
-IMAGES = REPORTS / "rehearsal-images"
 
 
 def run_verification(
@@ -206,8 +206,7 @@ def main() -> None:
     parser.add_argument("--stocks", type=int, default=3000, help="stocks rows (default 3000)")
     parser.add_argument("--backup-dir", type=Path, default=REPORTS / "rehearsal-backups")
     args = parser.parse_args()
-    os.environ[record.PATH_ENV] = str(RECORD)  # every command and verification below inherits them
-    os.environ[image.DIR_ENV] = str(IMAGES)
+    os.environ[record.PATH_ENV] = str(RECORD)  # every command and verification below inherits it
     with fail_cleanly():  # an unreachable server, or one older than 13: one line, nothing made
         server = parse(args.server_url)
         connect(server).close()

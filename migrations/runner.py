@@ -10,6 +10,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,9 +22,9 @@ import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import catalog, image, ledger, plan
+from migrations import batching, catalog, ledger, plan, registry
 from migrations.contract import fold
-from migrations.dburl import IDENTITY_SQL, URL, DeployError, UsageError, connect, mask, mask_text, scalar
+from migrations.dburl import URL, DeployError, UsageError, connect, describe, mask, mask_text, scalar
 from migrations.progress import Progress
 from migrations.steps import Batches, Ddl, Migration, load_all
 
@@ -44,6 +45,7 @@ class Settings:
     backoff_s: float = 0.5
     lock_wait_s: float = 10.0
     batch_size: int = 5000
+    workers: int = 2  # sessions sharing a large rewriting phase (migrations.batching)
 
 
 def fault(point: str) -> None:
@@ -58,6 +60,17 @@ def fault(point: str) -> None:
         select.select([sys.stdin], [], [], float(os.environ.get("AZAK_PAUSE_S", "60")))
 
 
+def find(migrations: list[Migration], name: str) -> int:
+    """Index of migration `name` in the chain (or -1 for 'base'), else a usage error listing
+    the names."""
+    if name == "base":
+        return -1
+    names = [m.name for m in migrations]
+    if name not in names:
+        raise UsageError(f"unknown migration {name!r}; known: base, {', '.join(names)}")
+    return names.index(name)
+
+
 class Runner:
     """Applies and reverts migrations on one database, holding the deployment lock."""
 
@@ -67,19 +80,16 @@ class Runner:
         settings: Settings | None = None,
         out: TextIO = sys.stdout,
         migrations: list[Migration] | None = None,
+        executor: str | None = None,
     ) -> None:
         self.url = url
+        self.executor = executor  # who, for the ledger (else AZAK_EXECUTOR, else the OS user)
         self.settings = settings or Settings()
         self.out = out
         self.migrations = load_all() if migrations is None else migrations
         self.progress: Progress | None = None  # a batched phase's, while it runs
-        # Session-wide bounds too, so that no query of the runner can queue forever.
-        self.conn: Connection = connect(
-            url,
-            lock_timeout=f"{self.settings.lock_timeout_ms}ms",
-            statement_timeout=f"{self.settings.statement_timeout_ms}ms",
-        )
-        self.conn.autocommit = False
+        self.shown = threading.Lock()  # sessions sharing a phase count its progress in turn
+        self.conn: Connection = self.session()
         try:
             self.require_stocks()
         except DeployError:
@@ -87,6 +97,16 @@ class Runner:
             raise
 
     # -- plumbing -------------------------------------------------------------------------
+
+    def session(self) -> Connection:
+        """A session with the run's bounds, so that no query of the runner can queue forever."""
+        conn = connect(
+            self.url,
+            lock_timeout=f"{self.settings.lock_timeout_ms}ms",
+            statement_timeout=f"{self.settings.statement_timeout_ms}ms",
+        )
+        conn.autocommit = False
+        return conn
 
     def close(self) -> None:
         """Close the connection; the advisory lock goes with it."""
@@ -111,14 +131,16 @@ class Runner:
             cur.execute(text, params)
             return cur.fetchall() if cur.description else []
 
-    def transaction(self, work: Callable[[Cursor], T], what: str) -> T:
-        """Run `work` in one short transaction, retrying lock timeouts with backoff."""
+    def transaction(self, work: Callable[[Cursor], T], what: str, conn: Connection | None = None) -> T:
+        """Run `work` in one short transaction (on `conn`, default the runner's), retrying lock
+        timeouts and deadlocks with backoff."""
         s = self.settings
+        conn = conn or self.conn
         for attempt in range(1, s.retries + 1):
             try:
-                with self.conn, self.conn.cursor() as cur:  # the session carries the timeouts
+                with conn, conn.cursor() as cur:  # the session carries the timeouts
                     return work(cur)
-            except psycopg2.errors.LockNotAvailable:
+            except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected):
                 holders = self.lock_holders()
                 if attempt == s.retries:
                     raise DeployError(
@@ -129,6 +151,14 @@ class Runner:
                 wait = s.backoff_s * 2 ** (attempt - 1)
                 self.say(f"  {what}: lock busy ({holders}); retry {attempt} in {wait:.1f}s")
                 time.sleep(wait)
+            except psycopg2.Error as exc:
+                if not conn.closed:
+                    raise
+                cause = exc.__context__ if isinstance(exc, psycopg2.InterfaceError) else exc
+                raise DeployError(
+                    f"{what}: the connection to the database was lost ({describe(cause or exc, self.url)});"
+                    " the ledger says how far it got: run the same command again to finish"
+                ) from None
         raise AssertionError("unreachable")
 
     def lock_holders(self) -> str:
@@ -183,12 +213,7 @@ class Runner:
 
     def find(self, name: str) -> int:
         """Index of migration `name` (or -1 for 'base'), else a usage error listing the names."""
-        if name == "base":
-            return -1
-        names = [m.name for m in self.migrations]
-        if name not in names:
-            raise UsageError(f"unknown migration {name!r}; known: base, {', '.join(names)}")
-        return names.index(name)
+        return find(self.migrations, name)
 
     def require_stocks(self) -> None:
         """Every migration hangs off the application's `stocks` table."""
@@ -305,7 +330,7 @@ class Runner:
             else:
                 if first and not last:  # a data phase first: say 'applying' / 'reverting' before it
                     self.finish(migration, marks[0], started)
-                self.run_batches(migration, phase)
+                self.run_batches(migration, phase, shared=direction == "up")
                 if last:
                     self.finish(migration, state, started)
         elapsed = time.monotonic() - started
@@ -335,24 +360,28 @@ class Runner:
         self.transaction(work, migration.name)
 
     def note_kept(self, cur: Cursor, migration: Migration, rows: list[tuple[Any, ...]]) -> None:
-        """The application's writes a rollback kept: noted in the image of just before the
-        migration (verification's yardstick for its rewritten values), or said to be missing."""
+        """The application's writes a rollback kept: noted, in the rollback's own transaction,
+        in the registry's image of just before the migration (verification's yardstick for its
+        rewritten values), or said to be missing."""
         if not rows:
             return
         (rewrite,) = migration.contract.rewrites
-        database, identity = scalar(cur, "SELECT current_database()"), scalar(cur, IDENTITY_SQL)
-        earlier = [m.name for m in self.migrations[: self.migrations.index(migration)]]
         what = f"the application wrote {len(rows)} {rewrite} value(s) during the rollback, kept"
-        folder = image.directory()
+        cur.execute("SAVEPOINT azak_kept")
         try:  # a note that cannot be written is said; the rollback goes on
-            base = image.newest(database, folder, identity=identity, applied=earlier)
-            if base is None:
-                raise DeployError(f"no image of just before {migration.name} in {folder}")
-            amended = image.amend(base, rewrite, dict(rows), cur, f"{what} ({migration.name})")
-        except (UsageError, DeployError, OSError, EOFError, ValueError) as exc:
-            self.say(f"  {migration.name}: {what}; not noted ({exc}): verification will name them")
+            noted = registry.note_kept(cur, migration.name, rewrite, dict(rows), f"{what} ({migration.name})")
+            cur.execute("RELEASE SAVEPOINT azak_kept")
+        except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected):
+            raise  # the whole phase is retried
+        except psycopg2.Error as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT azak_kept")
+            noted, why = None, describe(exc, self.url)
+        else:
+            why = f"no image of just before {migration.name} in {registry.SCHEMA}"
+        if noted is None:
+            self.say(f"  {migration.name}: {what}; not noted ({why}): verification will name them")
             return
-        self.say(f"  {migration.name}: {what}; noted in {amended.path}")
+        self.say(f"  {migration.name}: {what}; noted in {registry.SCHEMA} image #{noted}")
 
     def finish(self, migration: Migration, state: str | None, started: float) -> None:
         """The ledger change after a last data phase, in its own transaction."""
@@ -367,48 +396,115 @@ class Runner:
         if state is None:
             cur.execute(ledger.FORGET, {"name": migration.name})
             return
-        cur.execute(ledger.CREATE)  # with the first change, never before it
         cur.execute(
             ledger.MARK,
             {
                 "name": migration.name,
                 "checksum": migration.checksum,
                 "state": state,
-                "by": ledger.who(),
+                "by": ledger.who(self.executor),
                 "ms": round((time.monotonic() - started) * 1000),
             },
         )
 
-    def run_batches(self, migration: Migration, phase: Batches) -> None:
-        """Repeat the data statement in short transactions until no key is left, showing the
-        keys done of the phase's total, the rate and the time left."""
-        after: str | None = None
-        batch, total = 0, 0
+    def run_batches(self, migration: Migration, phase: Batches, shared: bool = False) -> None:
+        """Repeat the data statement in short transactions until no key is left: one session,
+        or (`shared`: an upgrade's rewriting phase of a large table; `workers`) several, each
+        on its own part of the key range (migrations.batching); a row left unwritten gets one
+        more walk. Shows the keys done of the phase's total, the rate and the time left."""
+        rewrites = migration.contract.rewrites
+        rw = batching.splittable(rewrites) if shared and self.settings.workers > 1 else None
+        parts = [(None, None)]
+        if rw is not None:
+            parts = self.transaction(
+                lambda cur: batching.ranges(cur, rw, self.settings.batch_size, self.settings.workers),
+                "key range",
+            )
         count = phase.total
         keys = self.transaction(lambda cur: scalar(cur, count), f"{migration.name}: count") if count else None
-        shown = self.progress = Progress(f"  {migration.name}", keys, "rows", out=self.out)
+        self.progress = Progress(f"  {migration.name}", keys, "rows", out=self.out)
         try:
-            while True:
-                batch += 1
-
-                def work(cur: Cursor, n: int = batch, after: str | None = after) -> tuple[Any, int]:
-                    cur.execute(phase.sql, {"after": after, "batch_size": self.settings.batch_size})
-                    row = cur.fetchone()
-                    assert row is not None, "a batch statement returns one row"
-                    last, changed = row
-                    fault(f"inside-batch:{migration.name}:{n}")
-                    return last, changed
-
-                last, changed = self.transaction(work, f"{migration.name} batch {batch}")
-                fault(f"after-batch:{migration.name}:{batch}")
-                if last is None:
-                    break
-                after, total = last, total + changed
-                shown.update(batch * self.settings.batch_size)
+            if len(parts) == 1:
+                batches, total = self.walk(self.conn, migration, phase, None, None)
+            else:
+                assert rw is not None
+                batches, total = self.walk_in_parallel(migration, phase, parts, rw)
+                if self.transaction(lambda cur: batching.any_left(cur, rw), f"{migration.name}: rows left"):
+                    more = self.walk(self.conn, migration, phase, None, None)
+                    batches, total = batches + more[0], total + more[1]
         finally:
-            shown.clear()
+            self.progress.clear()
             self.progress = None
-        self.say(f"  {migration.name}: {total} rows changed in {batch - 1} batches")
+        sessions = f"{len(parts)} sessions" if len(parts) > 1 else "1 session"
+        self.say(f"  {migration.name}: {total} rows changed in {batches} batches ({sessions})")
+
+    def walk_in_parallel(
+        self, migration: Migration, phase: Batches, parts: list[tuple[Any, Any]], rw: Any
+    ) -> tuple[int, int]:
+        """Each part walked by a session of its own; the first failure stops the others."""
+        done: list[tuple[int, int]] = []
+        failed: list[BaseException] = []
+
+        def part(after: Any, stop: Any) -> None:
+            try:
+                conn = self.session()
+                try:
+                    done.append(self.walk(conn, migration, phase, after, stop, rw, failed))
+                finally:
+                    conn.close()
+            except BaseException as exc:  # handed to the main thread
+                failed.append(exc)
+
+        threads = [threading.Thread(target=part, args=bounds) for bounds in parts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failed:
+            raise failed[0]
+        return sum(d[0] for d in done), sum(d[1] for d in done)
+
+    def walk(
+        self,
+        conn: Connection,
+        migration: Migration,
+        phase: Batches,
+        after: Any,
+        stop: Any,
+        rw: Any = None,
+        halt: list[BaseException] | None = None,
+    ) -> tuple[int, int]:
+        """Batches from `after` on, until none is left or one reaches `stop`; (batches, rows).
+        Their commits do not wait for the disk: the ledger's last mark does, and with it every
+        batch before it (a crash before that mark loses batches the next run redoes)."""
+        batch, total = 0, 0
+        while not halt:
+            batch += 1
+
+            def work(cur: Cursor, n: int = batch, after: Any = after) -> tuple[Any, int, bool]:
+                cur.execute("SET LOCAL synchronous_commit = off")
+                cur.execute(phase.sql, {"after": after, "batch_size": self.settings.batch_size})
+                row = cur.fetchone()
+                assert row is not None, "a batch statement returns one row"
+                last, changed = row
+                reached = False
+                if stop is not None and last is not None:
+                    cur.execute(batching.past(rw), {"last": last, "stop": stop})
+                    reached = bool((cur.fetchone() or (False,))[0])
+                fault(f"inside-batch:{migration.name}:{n}")
+                return last, changed, reached
+
+            last, changed, reached = self.transaction(work, f"{migration.name} batch {batch}", conn)
+            fault(f"after-batch:{migration.name}:{batch}")
+            if last is None:
+                return batch - 1, total
+            after, total = last, total + changed
+            with self.shown:
+                if self.progress is not None:
+                    self.progress.add(self.settings.batch_size)
+            if reached:
+                return batch, total
+        return batch, total
 
     def plan(self) -> str:
         """The SQL that `upgrade` would run now, as a script; nothing is executed."""
@@ -424,8 +520,10 @@ class Runner:
             self.check_preconditions([m for m in self.migrations[: target + 1] if m.name not in entries])
             self.refuse_changed("upgrade", self.migrations, entries)
             adoptable = self.check_drift(entries)
-            if not entries and target >= 0:
-                self.keep_before_image([])  # the yardstick of everything
+            self.ensure_registry()
+            deployment = None if not entries and target >= 0 else self.deployment()
+            if deployment is None and target >= 0:
+                deployment = self.keep_before_image(None, None, [])  # the yardstick of everything
             done = []
             for m in self.migrations[: target + 1]:
                 entry = entries.get(m.name)
@@ -435,9 +533,8 @@ class Runner:
                     self.adopt(m)
                 else:
                     if m.contract.rewrites and m.name not in entries:  # its values, just before it
-                        self.keep_before_image(
-                            [n.name for n in self.migrations if n.name in entries or n.name in done]
-                        )
+                        applied = [n.name for n in self.migrations if n.name in entries or n.name in done]
+                        self.keep_before_image(deployment, m, applied)
                     self.say(f"→ {m.name}")
                     self.run_phases(m, "up")
                 done.append(m.name)
@@ -445,13 +542,44 @@ class Runner:
                 self.say("nothing to do: every migration up to the target is applied")
             return done
 
-    def keep_before_image(self, applied: list[str]) -> None:
-        """Save the database as it is before the first migration (verification's yardstick),
-        and again just before a migration that rewrites values (they are judged against it)."""
-        rewrites = [rw for m in self.migrations for rw in m.contract.rewrites]
-        image.sweep(image.directory())  # a kill's half-written image: we hold the deployment lock
-        kept = self.transaction(lambda cur: image.keep(cur, rewrites, applied), "keep the before-image")
-        self.say(f"  before-image kept in {kept.path}")
+    def ensure_registry(self) -> None:
+        """The kit's registry (azak_registry), made if need be; an earlier kit's ledger moved in."""
+        try:
+            said = self.transaction(lambda cur: registry.ensure(cur, self.migrations), "the registry")
+        except psycopg2.errors.InsufficientPrivilege as exc:
+            raise DeployError(
+                f"cannot make the kit's registry ({registry.SCHEMA}) in {mask(self.url)}: "
+                f"{str(exc).strip().splitlines()[0]}; grant the deploying role CREATE on the database, "
+                f"or have its owner run CREATE SCHEMA {registry.SCHEMA} AUTHORIZATION <deploying role>;"
+                " nothing was changed"
+            ) from None
+        for line in said:
+            self.say(line)
+
+    def deployment(self) -> int | None:
+        """The deployment the ledger records (None: the kit has not begun one here)."""
+        return self.transaction(registry.current, "read the registry")
+
+    def keep_before_image(
+        self, deployment: int | None, migration: Migration | None, applied: list[str]
+    ) -> int:
+        """Keep a before-image in the registry, on the server: of a new deployment (None) as the
+        database is before the first migration (verification's yardstick), and again just
+        before a migration that rewrites values (they are judged against it). The deployment's id."""
+
+        def work(cur: Cursor) -> tuple[int, int]:
+            rewrites = list(migration.contract.rewrites) if migration else []
+            image_id = registry.take(
+                cur, deployment, migration.name if migration else None, applied, rewrites
+            )
+            fault("inside:before-image")
+            owner = scalar(cur, "SELECT deployment FROM azak_registry.images WHERE id = %s", (image_id,))
+            return image_id, int(owner)
+
+        image_id, kept_for = self.transaction(work, "keep the before-image")
+        what = f"just before {migration.name}" if migration else "at base"
+        self.say(f"  before-image #{image_id} ({what}) kept in {registry.SCHEMA}, deployment #{kept_for}")
+        return kept_for
 
     def adopt(self, migration: Migration) -> None:
         """Record a migration whose tables someone created by hand and that match exactly."""
@@ -465,14 +593,13 @@ class Runner:
         """Revert every recorded migration after `to` (or all, for 'base'), newest first."""
         target = self.find(to)
         with self.deployment_lock():
+            self.ensure_registry()
             entries = self.entries()
             todo = [m for m in self.migrations[target + 1 :] if m.name in entries][::-1]
             self.refuse_changed("roll back", todo, entries)
             for m in todo:
                 self.say(f"← {m.name}")
                 self.run_phases(m, "down")
-            if entries and not self.entries():
-                self.transaction(lambda cur: cur.execute("DROP TABLE schema_migrations"), "drop the ledger")
             if not todo:
                 self.say("nothing to do: no recorded migration after the target")
                 left = [t for m in self.migrations[target + 1 :] for t in self.unrecorded(m)]

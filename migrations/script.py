@@ -12,14 +12,20 @@ from __future__ import annotations
 import argparse
 import sys
 
+from migrations import history
 from migrations.cli import fail_cleanly, open_runner
+from migrations.dburl import resolve
 
 
 def run_step(module: str, direction: str, db_url: str | None = None) -> None:
-    """Apply (`up`) or roll back (`down`) exactly one migration."""
+    """Apply (`up`) or roll back (`down`) exactly one migration; a row in the database's history."""
     name = module.rpartition(".")[2]
-    with fail_cleanly(), open_runner(db_url) as runner:
-        runner.apply_one(name, direction)
+    with fail_cleanly():
+        url = resolve(db_url)
+        verb = "upgrade" if direction == "up" else "downgrade"
+        action = history.Action(url, verb, f"{name} (the runbook's step)")
+        with history.recorded(action), open_runner(url) as runner:
+            runner.apply_one(name, direction)
 
 
 def main() -> None:

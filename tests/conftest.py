@@ -31,7 +31,7 @@ from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from migrations import appdb, image, provenance, record, snapshot
-from migrations.dburl import URL, dbname, describe, fetch, version_name
+from migrations.dburl import URL, describe, fetch, version_name
 from migrations.rehearse import run_verification
 from migrations.runner import Runner, Settings
 
@@ -72,8 +72,9 @@ def load_deployed(**kw: Any) -> None:
 # A run's own template names: a run killed before its teardown leaves its templates behind,
 # and the next run (or one running beside it on the same server) must not trip over them.
 RUN = uuid.uuid4().hex[:8]
-# Before-images of this run's databases (kept by upgrade and backup), never in the repo's data/;
-# subprocesses (the CLI, pytest verification) inherit it. Removed when the session ends.
+# Image files (`python -m migrations image`, an earlier kit's) of this run, never in the repo's
+# data/; subprocesses (the CLI, pytest verification) inherit it. The kit keeps its own images in
+# each database's registry. Removed when the session ends.
 IMAGES = Path(os.environ.get("TMPDIR", "/tmp")) / f"azak_images_{RUN}"
 os.environ[image.DIR_ENV] = str(IMAGES)
 # Likewise the deployment record that every command and verification writes.
@@ -254,10 +255,10 @@ def ok(done: subprocess.CompletedProcess[str]) -> str:
 
 
 def ledger(db: Db) -> dict[str, str]:
-    """The ledger's rows, migration → state (none without a ledger table)."""
-    if not db.value("SELECT to_regclass('public.schema_migrations') IS NOT NULL"):
+    """The ledger's rows (in the kit's registry), migration → state (none without a ledger)."""
+    if not db.value("SELECT to_regclass('azak_registry.ledger') IS NOT NULL"):
         return {}
-    return dict(db.execute("SELECT name, state FROM public.schema_migrations"))
+    return dict(db.execute("SELECT name, state FROM azak_registry.ledger"))
 
 
 def run(
@@ -292,15 +293,9 @@ def app_db(app_template: NoopExecutor) -> Iterator[Db]:
 
 
 def clone_deployed(template: NoopExecutor) -> Iterator[Db]:
-    """A clone of the deployed template with the template's before-images (taken when the
-    runner deployed it), kept under the clone's name as the kit would have."""
-    for db in clone(template):
-        images = [image.load(p) for p in image.candidates(template.template_dbname, [image.directory()])]
-        assert images, "the deployed template has no before-image"
-        for kept in reversed(images):  # oldest first: the copies keep their order
-            kept_for = kept.identity.replace(template.template_dbname, dbname(db.url), 1)
-            image.copy_as(kept, dbname(db.url), kept_for)
-        yield db
+    """A clone of the deployed template: its registry (ledger, before-images, history) comes
+    along, as with any CREATE DATABASE ... TEMPLATE."""
+    yield from clone(template)
 
 
 @pytest.fixture

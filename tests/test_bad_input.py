@@ -22,6 +22,10 @@ COMMANDS = {
     "plan": ["plan"],
     "backup": ["backup", "--dir", "{tmp}"],
     "restore": ["restore", "{backup}", "--yes"],
+    "record": ["record"],
+    "adopt": ["adopt"],
+    "image": ["image", "--dir", "{tmp}"],
+    "forget-registry": ["forget-registry", "--yes"],
 }
 
 

@@ -53,4 +53,4 @@ def test_unknown_target_of_a_migration_command_changes_and_records_nothing(
         " deprecate_priority_column"
     ]
     assert not deployments.exists() or "bogus" not in deployments.read_text()
-    assert app_db.value("SELECT to_regclass('public.schema_migrations') IS NULL")
+    assert app_db.value("SELECT to_regclass('azak_registry.ledger') IS NULL")

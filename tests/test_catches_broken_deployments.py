@@ -472,13 +472,13 @@ UPGRADED = [
     # -- ledger ------------------------------------------------------------------------------
     Break(
         "ledger row missing",
-        "DELETE FROM schema_migrations WHERE name = 'deprecate_priority_column';",
+        "DELETE FROM azak_registry.ledger WHERE name = 'deprecate_priority_column';",
         (LEDGER,),
         "'deprecate_priority_column': 'applied'}",
     ),
     Break(
         "ledger row interrupted",
-        "UPDATE schema_migrations SET state = 'applying' WHERE name = 'deprecate_priority_column';",
+        "UPDATE azak_registry.ledger SET state = 'applying' WHERE name = 'deprecate_priority_column';",
         (LEDGER,),
         "'deprecate_priority_column': 'applying'}",
     ),
@@ -499,11 +499,18 @@ ROLLED_BACK = [
         "table stocks_priority_backup: expected nothing (absent)",
     ),
     Break(
-        "ledger table left behind",
+        "an earlier kit's ledger table left behind in public",
         "CREATE TABLE schema_migrations (name text PRIMARY KEY, state text);"
         " INSERT INTO schema_migrations VALUES ('add_product_info_table', 'applied');",
-        (TABLES, LEDGER),
+        (TABLES,),
         "table schema_migrations: expected nothing (absent)",
+    ),
+    Break(
+        "ledger still records a migration",
+        "INSERT INTO azak_registry.ledger (name, checksum, state, applied_by)"
+        " VALUES ('add_product_info_table', 'x', 'applied', 'someone');",
+        (LEDGER,),
+        "found {'add_product_info_table': 'applied'}",
     ),
     Break(
         "sequence left behind",
@@ -578,8 +585,9 @@ def test_rolled_back_check_catches(rolled_back_db: Db, broken: Break) -> None:
 
 def test_before_image_without_a_catalog_fails(deployed_db: Db, tmp_path) -> None:
     from migrations import image
+    from migrations.dburl import dbname
 
-    empty = image.BeforeImage(database="x", taken_at="", catalog={})
+    empty = image.BeforeImage(database=dbname(deployed_db.url), taken_at="", catalog={})
     image.write(empty, lambda out: None, tmp_path)
     path = empty.path
     result = deployed_db.verify(f"--before={path}")
@@ -644,10 +652,13 @@ def test_a_difference_allowed_by_name_passes_and_is_shown(deployed_db: Db) -> No
 
 @pytest.fixture
 def read_only_role(deployed_db: Db) -> Iterator[str]:
-    """A role with CONNECT and SELECT only, as production verifiers often get."""
+    """A role with CONNECT and SELECT only (on public and the kit's registry), as production
+    verifiers often get."""
     grants = (
         f"GRANT CONNECT ON DATABASE {deployed_db.url.database} TO {{role}};"
         " GRANT USAGE ON SCHEMA public TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
+        " GRANT USAGE ON SCHEMA azak_registry TO {role};"
+        " GRANT SELECT ON ALL TABLES IN SCHEMA azak_registry TO {role};"
     )
     with throwaway_role(deployed_db, "azak_ro", grants) as role:
         yield role
@@ -705,19 +716,24 @@ def test_every_check_is_broken_by_some_case() -> None:
     assert all(b.says for b in UPGRADED + ROLLED_BACK)
 
 
-def test_the_backups_image_serves_where_the_kit_did_not_deploy(app_db: Db, tmp_path) -> None:
-    """Deployed by hand (the plan's SQL through psql), after the kit's backup: the image kept
-    beside that backup is the yardstick, found through --backup-dir."""
-    backups, elsewhere = tmp_path / "backups", tmp_path / "no-images-here"
-    env = {"AZAK_IMAGES_DIR": str(elsewhere)}
-    assert app_db.cli("backup", "--dir", str(backups), env=env).returncode == 0
-    assert list(backups.glob("azak_image_*.json.gz")), "backup keeps the before-image beside the dump"
-    script = app_db.cli("plan", env=env).stdout
+def test_an_image_file_serves_where_the_kit_did_not_deploy(app_db: Db, tmp_path) -> None:
+    """Deployed by hand (the plan's SQL through psql): the registry holds the ledger but no
+    image of its own; the file `python -m migrations image` wrote before is the yardstick,
+    named by --before."""
+    images = tmp_path / "images"
+    written = app_db.cli("image", "--dir", str(images))
+    assert written.returncode == 0, written.stderr
+    (kept,) = images.glob("azak_image_*.json.gz")
+    script = app_db.cli("plan").stdout
     psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", app_db.text_url.replace("+psycopg2", "")]
-    done = subprocess.run(psql, input=script, capture_output=True, text=True, check=False)
+    done = subprocess.run(psql, input=script, capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
-    passed = app_db.verify(f"--backup-dir={backups}", f"--images={elsewhere}")
+    without = app_db.verify()
+    assert IMAGE in without.failed and "no before-image in azak_registry" in without.output, without.output[
+        -3000:
+    ]
+    passed = app_db.verify(f"--before={kept}")
     assert passed.returncode == 0, passed.output[-3000:]
     app_db.execute("ALTER TABLE stock_prices_minute DROP CONSTRAINT stock_prices_minute_stock_code_fkey")
-    caught = app_db.verify(f"--backup-dir={backups}", f"--images={elsewhere}")
+    caught = app_db.verify(f"--before={kept}")
     assert FKS in caught.failed, caught.output[-3000:]

@@ -77,4 +77,4 @@ def test_the_batched_priority_step_shows_rows_of_the_total(
     for done, of in ((64, total), (128, total), (64, saved)):
         assert f"{start}  deprecate_priority_column: {done} of {of} rows ({100 * done / of:.0f}%), " in text
     assert " left" in text and " rows/s" in text
-    assert f"  deprecate_priority_column: {saved} rows changed in 5 batches\n" in text
+    assert f"  deprecate_priority_column: {saved} rows changed in 5 batches (1 session)\n" in text

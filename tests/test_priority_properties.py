@@ -1,12 +1,13 @@
-"""Properties of the priority step: whatever the priorities, codes and batch size, the
-rollback gives every stock its own priority back, also after a crash between batches."""
+"""Properties of the priority step: whatever the priorities, codes, batch size and number of
+sessions sharing the batches, the rollback gives every stock its own priority back, also
+after a crash between batches."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from migrations import appdb, runner
@@ -19,6 +20,7 @@ stocks = st.lists(
     st.tuples(codes, st.integers(min_value=-3, max_value=9)), max_size=120, unique_by=lambda row: row[0]
 )
 batch_sizes = st.integers(min_value=1, max_value=40)
+workers = st.integers(min_value=1, max_value=4)  # sessions sharing the batches of a table large enough
 PROPERTY = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -46,16 +48,22 @@ def fill(db: Db, rows: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return db.execute("SELECT code, priority FROM stocks ORDER BY id")
 
 
-def settings_for(batch_size: int) -> Settings:
-    return Settings(**{**FAST.__dict__, "batch_size": batch_size})
+def settings_for(batch_size: int, sessions: int = FAST.workers) -> Settings:
+    return Settings(**{**FAST.__dict__, "batch_size": batch_size, "workers": sessions})
 
 
 @PROPERTY
-@given(rows=stocks, batch_size=batch_sizes)
-def test_priority_rollback_is_lossless(stocks_db: Db, rows: list[tuple[str, int]], batch_size: int) -> None:
+@given(rows=stocks, batch_size=batch_sizes, sessions=workers)
+@example(rows=[(f"{i:04d}", i % 5) for i in range(120)], batch_size=3, sessions=3)  # 3 sessions surely
+def test_priority_rollback_is_lossless(
+    stocks_db: Db, rows: list[tuple[str, int]], batch_size: int, sessions: int
+) -> None:
     before = fill(stocks_db, rows)
-    with stocks_db.runner(settings_for(batch_size)) as r:
+    with stocks_db.runner(settings_for(batch_size, sessions)) as r:
         r.upgrade()
+        said = r.out.getvalue()  # type: ignore[attr-defined]
+        shared = min(sessions, len(rows) // batch_size // 10)
+        assert f"({max(shared, 1)} session" in said, said
         assert stocks_db.value("SELECT count(*) FROM stocks WHERE priority IS DISTINCT FROM 1") == 0
         saved = stocks_db.value("SELECT count(*) FROM stocks_priority_backup")
         assert saved == sum(1 for _, p in rows if p != 1)

@@ -8,7 +8,6 @@ import re
 import sys
 from pathlib import Path
 
-from migrations.dburl import dbname
 from tests.conftest import ROOT, Db, run
 
 WORDS = r"(\d+) (passed|failed|errors?|skipped|deselected)"
@@ -39,19 +38,22 @@ def test_failures_and_a_missing_backup_count_the_same_and_explain_deselected(
     assert "none does" in done.output  # the missing backup, as a sentence
 
 
-def test_checks_that_could_not_run_are_counted_as_pytest_counts_errors(
-    deployed_db: Db, tmp_path: Path
-) -> None:
+def test_checks_that_could_not_run_are_counted_as_pytest_counts_errors(deployed_db: Db) -> None:
     """A damaged before-image stops every check that needs the expected state in its fixture:
     pytest's errors, the kit's "could not run", and the advice is to put that right first."""
-    (tmp_path / f"azak_image_{dbname(deployed_db.url)}_20991231_000000_000000.json.gz").write_text("garbage")
-    done = deployed_db.verify(f"--images={tmp_path}")
+    deployed_db.execute(
+        "UPDATE azak_registry.images SET catalog = '[\"garbage\"]' WHERE before_migration IS NULL"
+    )
+    done = deployed_db.verify()
     kit, last = both_lines(done.output)
     assert counts(kit) == counts(last), (kit, last)
     assert counts(last).get("error"), last
     assert f"{counts(last)['error']} errors (could not run)" in kit
     first = done.output.split("what to do now:\n", 1)[1].splitlines()[0]
-    assert "could not run, so they judged nothing" in first and "is not a before-image file" in first
+    assert (
+        "could not run, so they judged nothing" in first
+        and "is damaged: its catalog is not a list of facts" in first
+    )
 
 
 def test_not_checked_is_never_green(deployed_db: Db, tmp_path: Path) -> None:

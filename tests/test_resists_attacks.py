@@ -106,7 +106,8 @@ def test_an_image_of_another_database_of_the_same_name_is_not_the_yardstick(
 ) -> None:
     """Staging and production are both called `azak`; the operator's data/images holds both
     servers' images by name only. The newer one (the other server's) becomes the yardstick
-    and a correct deployment fails on the other server's priorities."""
+    and a correct deployment fails on the other server's priorities. (Now the yardstick is
+    the database's own registry: no file in any folder is read.)"""
     app_db.execute("UPDATE stocks SET priority = 3")
     conn = connect(app_db.url)
     try:
@@ -116,7 +117,10 @@ def test_an_image_of_another_database_of_the_same_name_is_not_the_yardstick(
     finally:
         conn.close()
     name = dbname(deployed_db.url)
-    image.copy_as(other, name, f"{name} on server 1234567890")  # newer, of another server
+    planted = image.BeforeImage(
+        name, "2999-01-01T00:00:00", other.catalog, other.digests, [], f"{name} on server 1"
+    )
+    image.write(planted, lambda out: None, image.directory())  # newest, of another server
     result = deployed_db.verify()
     assert result.returncode == 0, shown(result)
 
@@ -168,13 +172,12 @@ def test_rule_on_a_judged_table_fails(deployed_db: Db) -> None:
 def test_missing_before_image_does_not_pass(deployed_db: Db) -> None:
     """Without the before-image nothing of `stocks` & co. and no saved original is judged, yet
     the run exits 0 and says the database 'is upgraded as US-001 requires'."""
-    for path in image.directory().glob(f"azak_image_{dbname(deployed_db.url)}_*.json.gz"):
-        path.unlink()
     must_fail(
         deployed_db,
-        "ALTER TABLE stock_prices_minute DROP CONSTRAINT stock_prices_minute_stock_code_fkey;"
+        "DELETE FROM azak_registry.rewrite_values; DELETE FROM azak_registry.images;"
+        " ALTER TABLE stock_prices_minute DROP CONSTRAINT stock_prices_minute_stock_code_fkey;"
         " UPDATE stocks_priority_backup SET priority = 4;",
-        "no before-image of",
+        "no before-image of deployment",
     )
 
 
@@ -258,13 +261,13 @@ def test_upgrade_by_a_role_that_cannot_alter_stocks_changes_nothing(app_db: Db) 
         )
 
 
-def test_deploy_pipeline_keeps_its_backup_and_before_image() -> None:
-    """deploy.yml backs up into data/backups and keeps the before-image in data/images on a
-    throwaway runner, then uploads only reports/ and data/deployments.md: the backup to
-    restore and the yardstick of the rollback's verification are gone when the job ends."""
+def test_deploy_pipeline_keeps_its_backup() -> None:
+    """deploy.yml backs up into data/backups on a throwaway runner, then uploads only reports/
+    and data/deployments.md: the backup to restore is gone when the job ends. (The yardstick
+    of the rollback's verification lives in the database's registry now.)"""
     workflow = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
     steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
     kept = " ".join(
         s["with"]["path"] for s in steps if s.get("uses", "").startswith("actions/upload-artifact")
     )
-    assert "data/backups" in kept and "data/images" in kept, f"artifacts kept: {kept}"
+    assert "data/backups" in kept, f"artifacts kept: {kept}"

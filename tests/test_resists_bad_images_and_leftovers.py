@@ -1,7 +1,7 @@
 """Attacks of a third hostile review, each now a guarantee: a `--before` file that is no image
 or a gzip bomb is one usage line in bounded memory; a kill while the before-image is written
-leaves no half file once the kit runs again; a rollback names tables it did not make and
-leaves them. A test's docstring tells the attack as it was found."""
+leaves no half image; a rollback names tables it did not make and leaves them. A test's
+docstring tells the attack as it was found."""
 
 from __future__ import annotations
 
@@ -13,10 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg2
-
-from migrations import appdb, image
-from migrations.dburl import dbname, libpq_params
 from tests.conftest import ROOT, Db
 
 
@@ -81,34 +77,23 @@ def test_a_before_file_with_one_huge_line_is_refused_in_bounded_memory(
 # -- kill -9 while the before-image is written ----------------------------------------------------
 
 
-def test_kill_while_the_before_image_is_written_leaves_no_partial_file_behind(
-    app_db: Db, tmp_path: Path
-) -> None:
-    """`kill -9` of `upgrade` while it streams the before-image (200,000 stocks: the file is
-    being written for a few hundred ms) leaves `.image-XXXX.partial` in the images directory:
-    a half copy of every stock's priority that no later upgrade, backup or verification ever
-    removes (the rerun itself is fine: it keeps a fresh image, verifies, rolls back). The
-    `finally: unlink` cannot run on SIGKILL; the next run should clear its leftovers."""
-    conn = psycopg2.connect(**libpq_params(app_db.url))
-    with conn, conn.cursor() as cur:
-        appdb.add_stocks(cur, 199_700, first=301)
-    conn.close()
-    images = tmp_path / "images"
-    env = {image.DIR_ENV: str(images)}
-    argv = [sys.executable, "-m", "migrations", "upgrade", "--db-url", app_db.text_url]
-    proc = subprocess.Popen(
-        argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+def test_kill_while_the_before_image_is_written_leaves_no_half_image_behind(app_db: Db) -> None:
+    """`kill -9` of `upgrade` while it keeps the before-image used to leave a half-written
+    `.image-XXXX.partial` file for good. The image is now kept in the registry, in one
+    transaction: a kill leaves no image and no deployment; the rerun keeps a whole one,
+    verifies and rolls back."""
+    killed = app_db.cli("upgrade", env={"AZAK_FAULT_AT": "inside:before-image"})
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    left = app_db.value(
+        "SELECT (SELECT count(*) FROM azak_registry.images) + (SELECT count(*) FROM azak_registry.deployments)"
+        " + (SELECT count(*) FROM azak_registry.rewrite_values)"
     )
-    deadline = time.monotonic() + 60
-    while not list(images.glob(".image-*.partial")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    proc.kill()
-    proc.wait()
-    assert list(images.glob(".image-*.partial")), "the kill did not land while the image was written"
-    ok(app_db.cli("upgrade", env=env))
-    ok(app_db.cli("downgrade", "--to", "base", env=env))
-    leftovers = sorted(p.name for p in images.glob(".image-*.partial"))
-    assert not leftovers, f"half-written before-images of {dbname(app_db.url)} left for good: {leftovers}"
+    assert left == 0, f"{left} rows of a half-kept image left in the registry"
+    ok(app_db.cli("upgrade"))
+    assert app_db.value("SELECT count(*) FROM azak_registry.images") == 2  # at base; before the rewrite
+    assert app_db.verify().returncode == 0
+    ok(app_db.cli("downgrade", "--to", "base"))
+    assert app_db.verify("--to=base").returncode == 0
 
 
 # -- a database the kit never deployed ------------------------------------------------------------

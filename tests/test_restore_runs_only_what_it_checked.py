@@ -379,7 +379,8 @@ def test_a_restore_killed_while_psql_runs_takes_psql_with_it(app_db: Db, app_bac
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith(b"paused at restore:after-teardown")
     sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
-    assert app_db.value(sessions, (f"azak-db-migrations:{proc.pid}",)) == 2  # the lock's and psql's
+    # the history row's (its action's lock), the deployment lock's and psql's
+    assert app_db.value(sessions, (f"azak-db-migrations:{proc.pid}",)) == 3
     before_kill = app_db.value("SELECT count(*) FROM stocks")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)

@@ -12,7 +12,7 @@ def test_runbook_scripts_deploy_and_roll_back(app_db: Db) -> None:
     for name in ORDER:
         done = app_db.cli(module=f"migrations.{name}", url=False, env=env)
         assert done.returncode == 0, done.stderr
-    assert app_db.value("SELECT count(*) FROM schema_migrations WHERE state = 'applied'") == 3
+    assert app_db.value("SELECT count(*) FROM azak_registry.ledger WHERE state = 'applied'") == 3
     for name in reversed(ORDER):
         code = f"from migrations.{name} import downgrade; downgrade()"
         done = run([sys.executable, "-c", code], env=env)
@@ -32,13 +32,13 @@ def test_runbook_postgres_variables_are_understood(app_db: Db) -> None:
     }
     done = app_db.cli("upgrade", url=False, env=env)
     assert done.returncode == 0, done.stderr
-    assert app_db.value("SELECT count(*) FROM schema_migrations") == 3
+    assert app_db.value("SELECT count(*) FROM azak_registry.ledger") == 3
 
 
 def test_script_downgrade_form_rolls_back_one_step(deployed_db: Db) -> None:
     done = deployed_db.cli("downgrade", module="migrations.deprecate_priority_column")
     assert done.returncode == 0, done.stderr
-    names = [r[0] for r in deployed_db.execute("SELECT name FROM schema_migrations ORDER BY name")]
+    names = [r[0] for r in deployed_db.execute("SELECT name FROM azak_registry.ledger ORDER BY name")]
     assert names == ["add_financial_ratios_table", "add_product_info_table"]
 
 

@@ -219,9 +219,13 @@ class Advisor:
         return self.kit.migrations(self.db.name, args)
 
     def backed_up(self, target: str) -> list[str]:
-        """At base: a backup (which keeps a before-image beside it), then verify with it."""
+        """At base, never deployed (no before-image in the registry yet): a backup, then verify
+        what the migrations declare (the first upgrade keeps the image)."""
         where = shlex.quote(str(self.db.backup_dir))
-        return [self.run(f"backup --dir {where}"), self.verify(target, f"--backup-dir={where}")]
+        return [
+            self.run(f"backup --dir {where}"),
+            self.verify(target, f"--backup-dir={where}", "--before=none"),
+        ]
 
     def steps(self, failures: list[Failure]) -> list[Step]:
         if self.db.unreadable:
@@ -290,7 +294,12 @@ class Advisor:
                     ),
                     Step(
                         "Or, if it should be as before the deployment, verify that instead"
-                        + (" (with a before-image: a backup at base keeps one):" if no_image else ":"),
+                        + (
+                            " (no before-image yet: the first upgrade keeps one; until then what the"
+                            " migrations declare is judged):"
+                            if no_image
+                            else ":"
+                        ),
                         self.backed_up("base") if no_image else [self.verify("base")],
                     ),
                 ]
@@ -320,16 +329,18 @@ class Advisor:
             return [
                 Step(
                     "No before-image of the database (the yardstick of every fact the migrations do not"
-                    " declare): at base, a backup keeps one beside its dump. Take one, then verify with it:",
+                    " declare): the kit keeps one in the database's registry (azak_registry) when its"
+                    " upgrade leaves base. Until then, take a backup and judge what the migrations declare:",
                     self.backed_up(self.target),
                 )
             ]
         return [
             Step(
                 "No before-image of the database (the yardstick of every fact the migrations do not"
-                " declare): it is kept where the kit deployed (data/images there) and beside a backup"
-                " taken at base. Verify with it, --before FILE or --backup-dir DIR; or judge only what"
-                " the migrations declare:",
+                " declare) in the database's registry (azak_registry): a deployment of an earlier kit"
+                " brings its image files in with `python -m migrations adopt` where that kit ran upgrade."
+                " Verify with an image file of it, --before FILE; or judge only what the migrations"
+                " declare:",
                 [self.verify(self.target, "--before=none")],
             )
         ]

@@ -16,7 +16,6 @@ in parallel.
 
 from __future__ import annotations
 
-import getpass
 import math
 import os
 import secrets
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg2
 import pytest
 
-from migrations import catalog, image
+from migrations import catalog, history, image, ledger, registry
 from migrations.dburl import URL, DeployError, UsageError, describe, mask, mask_text, resolve, scrub
 from migrations.steps import load_all
 from verification import operations
@@ -82,14 +81,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--before",
         default=None,
         metavar="FILE",
-        help="the before-image to compare with (default: the newest one of the database in --images;"
-        " 'none': judge only what the migrations declare)",
-    )
-    group.addoption(
-        "--images",
-        default=None,
-        metavar="DIR",
-        help=f"where the kit keeps before-images (default ${image.DIR_ENV}, else {image.DEFAULT_DIR})",
+        help="a before-image file of this database, for one the kit did not deploy (default: the image of"
+        " the deployment its registry records; 'none': judge only what the migrations declare)",
     )
     group.addoption(
         "--allow",
@@ -101,10 +94,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--env-name",
-        default="unspecified",
-        help="environment name for the report and record (staging, production, ...)",
+        default=None,
+        help="environment name for the report and record (default: the one the database was last named)",
     )
-    group.addoption("--executor", default=None, help="who runs the verification (default: OS user)")
+    group.addoption(
+        "--executor", default=None, help="who runs the verification (default: $AZAK_EXECUTOR, else OS user)"
+    )
     group.addoption("--app-url", default=None, help="application health URL that must answer 2xx")
     group.addoption("--app-timeout", default=5.0, metavar="S", help="seconds the health URL may take (5)")
     # Not --log-file: that is pytest's own option, and pytest would overwrite the file with its log.
@@ -177,10 +172,7 @@ def pytest_configure(config: pytest.Config) -> None:
             targets[mask(target.url)] = target
             target.connect()
             target.blind = target.blind_spot()  # one check fails naming it; the others say why not
-            if not target.blind and not target.value("SELECT to_regclass('public.stocks') IS NOT NULL"):
-                raise DeployError(
-                    f"{mask(target.url)} has no table public.stocks: is this the application's database?"
-                )
+            admissible(target, config.stash.get(BEFORE, None))
         load_app_models(config, [t.url for t in targets.values()])
     except (UsageError, DeployError, OSError) as exc:
         for target in targets.values():
@@ -189,8 +181,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[TARGETS] = targets
     if target_name(config) == "ledger":
         config.stash[LEDGER_HEAD] = ledger_head(list(targets.values()))
-    executor = config.getoption("--executor") or getpass.getuser()
+    executor = ledger.who(config.getoption("--executor"))
+    actions = start_history(config, targets, executor)
     report = DeploymentReport(config, list(targets.values()), executor, chosen(config))
+    report.actions = actions
     config.pluginmanager.register(report, "us001-report")
     report.learn_servers()
 
@@ -252,6 +246,47 @@ def validate(config: pytest.Config) -> None:
     except ValueError:
         raise pytest.UsageError(f"--since={since}: neither an ISO time nor 30m / 2h / 1d") from None
     chosen(config)  # --to: a known migration, head, base or ledger
+
+
+def admissible(target: Target, before: image.BeforeImage | None) -> None:
+    """The application's database (unless the role cannot see public: one check fails naming
+    it), its ledger in the kit's registry, and a --before file of it (never of another
+    database); else one line."""
+    if not target.blind and not target.value("SELECT to_regclass('public.stocks') IS NOT NULL"):
+        raise DeployError(
+            f"{mask(target.url)} has no table public.stocks: is this the application's database?"
+        )
+    if target.legacy_ledger():
+        raise UsageError(
+            f"{mask(target.url)} keeps the ledger of an earlier kit (public.schema_migrations): run"
+            " `python -m migrations adopt` once where that kit ran upgrade (its before-image comes along),"
+            " then verify"
+        )
+    if before is not None:
+        identity = target.identity()
+        if (before.identity or before.database) not in (identity, identity.split(" on server ")[0]):
+            raise UsageError(
+                f"--before {before.path} is an image of {before.identity or before.database},"
+                f" not of {identity}: it cannot be this database's yardstick"
+            )
+
+
+def start_history(
+    config: pytest.Config, targets: dict[str, Target], executor: str
+) -> dict[str, history.Action]:
+    """This run's row in each database's history (where the registry is and the role may write
+    it); the environment the databases remember, when --env-name is not given."""
+    given = config.getoption("--env-name")
+    if hasattr(config, "workerinput"):  # xdist: the controller keeps the history and the record
+        config.option.env_name = given or history.UNSPECIFIED
+        return {}
+    actions = {}
+    for name, target in targets.items():
+        actions[name] = history.Action(target.url, "verify", target_name(config), given, executor)
+        actions[name].start(create=False)  # verification never makes the registry
+    remembered = [a.environment for a in actions.values() if a.environment != history.UNSPECIFIED]
+    config.option.env_name = given or (remembered[0] if remembered else history.UNSPECIFIED)
+    return actions
 
 
 def given_urls(config: pytest.Config) -> list[str | None]:
@@ -386,43 +421,35 @@ def found(target: Target) -> catalog.Image:
 
 @pytest.fixture(scope="session")
 def state(request: pytest.FixtureRequest, target: Target) -> State:
-    """The state the database should be in: before-image + the contracts up to the target."""
+    """The state the database should be in: before-image + the contracts up to the target. The
+    image is the one of the deployment the registry records (or --before FILE's)."""
     chain, name = load_all(), chosen(request.config)
     explicit = request.config.getoption("--before")
-    folder = Path(request.config.getoption("--images") or image.directory())
-    backups = request.config.getoption("--backup-dir")
-    folders = [folder, *([Path(backups)] if backups else [])]  # the backup's image serves too
-    database, identity = str(target.value("SELECT current_database()")), target.identity()
     if explicit == "none":
         return State.at(
             chain, name, None, "--before none: only what the migrations declare is judged", waived=True
         )
     owners = {str(rw): m.name for m in chain for rw in m.contract.rewrites}
-    names = [m.name for m in chain]
-    rewrites: dict[str, image.BeforeImage | None]
-    before: image.BeforeImage | None
     if explicit:
-        before = request.config.stash[BEFORE]
-        rewrites = dict.fromkeys(owners, before)
-    else:
-        before = image.newest(database, folders, identity=identity)
-        # just before its migration ran (the application may have written since the base image);
-        # at base, failing that, any image of before it
-        rewrites = {
-            rw: image.newest(database, folders, identity=identity, applied=names[: names.index(owner)])
-            or (image.newest(database, folders, owner, identity) if name == "base" else None)
-            for rw, owner in owners.items()
-        }
-    why = (
-        ""
-        if before
-        else (
-            f"no before-image of {database} in {', '.join(map(str, folders))}: the kit keeps one when it"
-            " deploys or backs up at base; pass --before FILE (or --before none to judge only what the"
-            " migrations declare)"
+        before: image.BeforeImage | None = request.config.stash[BEFORE]
+        return State.at(chain, name, before, "", dict.fromkeys(owners, before))
+    try:
+        with target.conn.cursor() as cur:
+            before, kept, why = registry.yardstick(cur)
+    except psycopg2.Error as exc:
+        before, kept = None, {}
+        why = (
+            f"this role may not read the kit's registry ({describe(exc)}): grant it USAGE on schema"
+            f" {registry.SCHEMA} and SELECT on its tables"
         )
-    )
-    return State.at(chain, name, before, why, rewrites)
+    finally:
+        target.conn.rollback()
+    if why:
+        why += (
+            "; pass --before FILE (`python -m migrations image` writes one before a deployment the kit does"
+            " not make), or --before none to judge only what the migrations declare"
+        )
+    return State.at(chain, name, before, why, {rw: kept.get(owner) for rw, owner in owners.items()})
 
 
 @pytest.fixture(scope="session")

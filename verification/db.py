@@ -25,6 +25,11 @@ PROBE_ID = -2_000_000_001
 PLACEHOLDER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 Query = str | pgsql.Composable
+# Whether a table is there, from the catalog: no privilege on its schema needed to know it.
+EXISTS = (
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+    " ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relname = :table)"
+)
 
 
 def bind(text: str) -> str:
@@ -95,11 +100,18 @@ class Target:
         return self.rows(query, **params)[0][0]
 
     def ledger(self) -> dict[str, str] | None:
-        """The ledger's rows, migration → state; None when there is no ledger table. A role
-        that may not read it gets the database's error (psycopg2.Error)."""
-        if not self.value("SELECT to_regclass('public.schema_migrations') IS NOT NULL"):
+        """The ledger's rows (in the kit's registry), migration → state; None when there is no
+        ledger table. A role that may not read it gets the database's error (psycopg2.Error)."""
+        if not self.value(EXISTS, schema="azak_registry", table="ledger"):
             return None
-        return dict(self.rows("SELECT name, state FROM public.schema_migrations ORDER BY name"))
+        return dict(self.rows("SELECT name, state FROM azak_registry.ledger ORDER BY name"))
+
+    def legacy_ledger(self) -> bool:
+        """Whether the ledger is still an earlier kit's, in public.schema_migrations."""
+        return bool(
+            self.value(EXISTS, schema="public", table="schema_migrations")
+            and not self.value(EXISTS, schema="azak_registry", table="ledger")
+        )
 
     def blind_spot(self) -> str | None:
         """Why this role may read nothing in schema public (no USAGE on it), else None."""

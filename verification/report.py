@@ -52,7 +52,7 @@ BY_MODULE = {
 BY_FUNCTION = {"test_application_": "application", "test_log_": "logs", "test_backup_": "backup"}
 TROUBLESHOOTING = 'README.md, section "Troubleshooting"'
 # The options of a run that change its verdict: kept in the verification commands it advises.
-JUDGING = ("--before", "--images", "--backup-dir", "--allow", "--env-name", "--record")
+JUDGING = ("--before", "--backup-dir", "--allow", "--env-name", "--record")
 
 
 def checklist_of(module_name: str, function_name: str, declared: object = None) -> str:
@@ -166,6 +166,7 @@ class DeploymentReport:
         }
         self.checks: dict[str, Check] = {}
         self.said: dict[str, list[str]] = {"note": [], "advice": []}  # checks' record_property lines
+        self.actions: dict[str, Any] = {}  # this run's row in each database's history (history.Action)
         self.html_report: Any = None
         self.record_path = record_path(config)
         self.record_error = ""
@@ -377,6 +378,8 @@ class DeploymentReport:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.facts.setdefault("Finished", now())
         self.note_failed_databases()
+        for name, action in self.actions.items():
+            action.finish(*self.history_row(name), report=self.html_path)
         if self.record_path is None or hasattr(self.config, "workerinput"):  # xdist: the controller
             return
         try:
@@ -397,6 +400,11 @@ class DeploymentReport:
             where = f"; recorded in {self.record_path}"
         else:
             where = "; not recorded (--record=none)"
+        kept = [a for a in self.actions.values() if a.id is not None]
+        where += " and in the database's history" if kept and len(kept) == len(self.actions) else ""
+        for action in self.actions.values():
+            if action.skipped:
+                write(f"{mask(action.url)}: {action.skipped}")
         write(f"US-001 verification {self.result}: {self.count_line()}{where}")
         for name, n in self.failed_databases().items():
             write(f"  FAILED on {name}: {n} checks")
@@ -417,14 +425,29 @@ class DeploymentReport:
 
     # -- the record -----------------------------------------------------------------------
 
+    def facts_failed(self, database: str | None = None) -> str:
+        """The checklist items that failed with the facts they name (of one database of a fleet)."""
+        failed = [c for c in self.failed if database is None or c.database in (None, database)]
+        shown = [f"{c.item}: {one_line(c.message, 300)}" for c in failed[:10]]
+        return "; ".join(shown) + (f"; and {len(failed) - 10} more" if len(failed) > 10 else "")
+
+    def history_row(self, database: str) -> tuple[str, str, str, str]:
+        """(result, migrations, failed facts, notes) of this run on one database, for its history."""
+        failed = self.facts_failed(database)
+        result = "FAILED" if failed else self.result
+        notes = [f"not checked: {v.item} ({v.reason})" for v in self.unchecked()]
+        return (
+            result,
+            f"ledger: {', '.join(self.ledgers.get(database) or {}) or 'base'}",
+            failed,
+            "; ".join(notes),
+        )
+
     def entry(self) -> record.Entry:
         """This run's row in the deployment record."""
         notes = []
         if self.failed:
-            names = [c.name for c in self.failed]
-            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-            items = ", ".join(v.item for v in self.verdicts() if v.state == "failed")
-            notes.append(f"failed: {items} ({shown})")
+            notes.append(f"failed: {self.facts_failed()}")
         unchecked = self.unchecked()
         if unchecked:
             notes.append("not checked: " + ", ".join(f"{v.item} ({v.reason})" for v in unchecked))

@@ -87,12 +87,13 @@ class State:
         return state
 
     def contracts(self) -> list[Contract]:
-        """What is applied at the target, the kit's ledger first (there while any is)."""
-        return ([ledger.CONTRACT] if self.applied else []) + [m.contract for m in self.applied]
+        """What is applied at the target (the kit's ledger is in its registry, not in public)."""
+        return [m.contract for m in self.applied]
 
     def every_contract(self) -> list[Contract]:
-        """The ledger's and every migration's of the chain, applied at the target or not."""
-        return [ledger.CONTRACT, *(m.contract for m in self.chain)]
+        """Every migration's of the chain, applied at the target or not, and an earlier kit's
+        ledger table in public (never there once the registry holds the ledger)."""
+        return [ledger.LEGACY, *(m.contract for m in self.chain)]
 
     def build(self) -> None:
         start = self.before.catalog if self.before else {}

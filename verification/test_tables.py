@@ -22,4 +22,4 @@ def test_before_image_is_known(state: State) -> None:
     if state.waived:
         pytest.skip(state.no_before)
     assert state.before is not None, state.no_before
-    assert state.before.catalog, f"the before-image {state.before.path} holds no catalog"
+    assert state.before.catalog, f"the before-image {state.before.source} holds no catalog"
