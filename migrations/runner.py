@@ -21,7 +21,7 @@ import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import catalog, image, ledger, plan
+from migrations import catalog, image, ledger, meaning, plan
 from migrations.contract import fold
 from migrations.dburl import URL, DeployError, UsageError, connect, mask
 from migrations.steps import Batches, Ddl, Migration, load_all
@@ -472,17 +472,22 @@ def judge(
     anything more on the tables they create. A created table that is missing is one line."""
     expected = fold((m.contract for m in migrations), start)
     owner = {key: m.name for m in migrations for key in m.contract.keys}
+    # what only documents or tunes (a comment, storage parameters, a plain index) is no drift
+    context = meaning.Context(found, frozenset(k for m in migrations for k in m.contract.data))
     problems: list[str] = []
     for m in migrations:
         gone = [t for t in m.contract.created_tables() if catalog.Key("table", t) not in found]
         problems += [f"{m.name}: {missing.format(table)}" for table in gone]
         mine = {k: v for k, v in expected.items() if owner.get(k) == m.name and k not in skip}
         mine = {k: v for k, v in mine.items() if k.table not in gone}
-        problems += [f"{m.name}: {line}" for line in catalog.differences(mine, found)]
+        problems += [f"{m.name}: {line}" for line in meaning.differences(mine, found, context)]
         created = set(m.contract.created_tables()) - set(gone)
         problems += [
             f"{m.name}: {key}: not in the contracts, found {value!r}"
             for key, value in sorted(found.items(), key=lambda kv: catalog.sort_key(kv[0]))
-            if key.table in created and key not in expected and key not in skip
+            if key.table in created
+            and key not in expected
+            and key not in skip
+            and meaning.weigh(key, None, value, context, declared=False).verdict != meaning.NOTED
         ]
     return problems
