@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import getpass
 import secrets
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import psycopg2
@@ -22,12 +22,12 @@ import pytest
 from migrations import catalog, image
 from migrations.dburl import DeployError, UsageError, describe, mask, resolve
 from migrations.steps import load_all
-from verification.db import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, Probe, Target
-from verification.report import DeploymentReport
+from verification import behaviour
+from verification.db import LOCK_TIMEOUT_MS, MAX_ROW_LOSS, SCAN_ROWS, STATEMENT_TIMEOUT_MS, Probe, Target
+from verification.report import NOTE, DeploymentReport
 from verification.state import ALIASES, Judge, State, check, target_name
 
 TARGETS = pytest.StashKey[dict[str, Target]]()  # by masked URL, in the order given
-ALLOWED = pytest.StashKey[list[str]]()  # differences allowed by --allow, as found
 LEDGER_HEAD = pytest.StashKey[str]()  # --to ledger: the state the ledger records
 BEFORE = pytest.StashKey[image.BeforeImage]()  # --before FILE, read once
 
@@ -107,6 +107,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="MS",
         help=f"statement_timeout of every check's session (default {STATEMENT_TIMEOUT_MS})",
     )
+    # -- the data checks (test_data.py) --
+    group.addoption(
+        "--max-row-loss",
+        type=fraction,
+        default=MAX_ROW_LOSS,
+        metavar="F",
+        help=f"the share of a table's rows (0..1) it may lose since the before-image: the application"
+        f" deletes rows; more is a loss (default {MAX_ROW_LOSS}; 1: never judged)",
+    )
+    group.addoption(
+        "--scan-rows",
+        type=int,
+        default=SCAN_ROWS,
+        metavar="N",
+        help=f"rows per table the data checks try against the catalog's word (default {SCAN_ROWS:,};"
+        " 0: every row)",
+    )
     group.addoption(
         "--record",
         default=None,
@@ -114,6 +131,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="deployment record to append this run's row to (default $AZAK_RECORD, else "
         "data/deployments.md; 'none': no record)",
     )
+
+
+def fraction(text: str) -> float:
+    """--max-row-loss: a share of rows, 0..1."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError(text)
+    return value
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -323,17 +348,38 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
     return State.at(chain, name, before, why, rewrites)
 
 
+@pytest.fixture(scope="session")
+def categories(target: Target) -> dict[str, str]:
+    """pg_settings' category of every setting the server knows (lower-case names)."""
+    return dict(target.rows("SELECT lower(name), category FROM pg_catalog.pg_settings"))
+
+
+def note(request: pytest.FixtureRequest, lines: list[str]) -> None:
+    """Differences a check passes but shows (allowed, harmless, not checked): carried by the
+    check's report (xdist too) to the terminal, the HTML report and the record."""
+    request.node.user_properties.extend((NOTE, line) for line in lines)
+
+
 @pytest.fixture
-def judge(request: pytest.FixtureRequest, state: State, found: catalog.Image) -> Judge:
+def judge(
+    request: pytest.FixtureRequest,
+    state: State,
+    found: catalog.Image,
+    target: Target,
+    categories: dict[str, str],
+) -> Judge:
     """`judge(group)`: the group's facts are as expected, or the check fails listing every
-    difference; allowed ones are kept for the terminal and the report."""
-    notes: list[str] = request.config.stash.setdefault(ALLOWED, [])
+    difference; allowed and harmless ones are noted (terminal, report, record)."""
     allowed = list(request.config.getoption("--allow"))
-    return lambda group, troubleshoot=None: check(state, found, group, allowed, notes, troubleshoot)
 
+    def by_behaviour(key: catalog.Key, want: str, have: str) -> tuple[bool, str]:
+        return behaviour.judge(target, found, key, want, have)
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    """Allowed differences are shown, never silently passed."""
-    allowed: list[str] = config.stash.get(ALLOWED, [])
-    for line in dict.fromkeys(allowed):
-        terminalreporter.write_line(line)
+    def judged(group: str, troubleshoot: Callable[[], list[str]] | None = None) -> None:
+        notes: list[str] = []
+        try:
+            check(state, found, group, allowed, notes, troubleshoot, categories, by_behaviour)
+        finally:
+            note(request, notes)
+
+    return judged

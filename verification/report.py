@@ -43,6 +43,9 @@ BY_MODULE = {
 }
 BY_FUNCTION = {"test_application_": "application", "test_log_": "logs", "test_backup_": "backup"}
 TROUBLESHOOTING = 'README.md, section "Troubleshooting"'
+# A check's user property: a difference it passes but shows ("allowed: ...", "noted: ...").
+NOTE = "us001-note"
+NOTES_SHOWN = 20  # in the terminal; the HTML report shows every one
 NEWEST_BACKUP_PATTERN = "azak_backup_*.sql.gz"
 
 
@@ -154,6 +157,7 @@ class DeploymentReport:
             "Started": now(),
         }
         self.checks: dict[str, Check] = {}
+        self.notes: dict[str, None] = {}  # noted and allowed differences, in order, once each
         self.html_report: Any = None
         self.record_path = record_path(config)
         self.record_error = ""
@@ -319,6 +323,8 @@ class DeploymentReport:
             report.nodeid.split("::")[0].removesuffix(".py"), report.nodeid.split("::")[-1]
         )
         database = getattr(report, "database", None)
+        prefix = f"{database}: " if database and len(self.targets) > 1 else ""
+        self.notes.update((prefix + str(v), None) for k, v in report.user_properties if k == NOTE)
         check = self.checks.setdefault(report.nodeid, Check(report.nodeid, item, database))
         if report.failed and check.outcome != "failed":
             check.outcome, check.message = "failed", failure_message(report)
@@ -400,11 +406,22 @@ class DeploymentReport:
                 write(f"      {check.name}: {one_line(check.message)}")
             if len(verdict.failed) > 5:
                 write(f"      ... and {len(verdict.failed) - 5} more")
+        self.write_notes(write)
         write("what to do now:")
         for number, step in enumerate(self.next_steps(), 1):
             write(f"  {number}. {step.text}")
             for command in step.commands:
                 write(f"       {command}")
+
+    def write_notes(self, write: Any) -> None:
+        """Allowed and noted differences: passed, never silently."""
+        notes = list(self.notes)
+        if notes:
+            write(f"noted, not failing ({len(notes)}): what changes nothing the application does")
+        for line in notes[:NOTES_SHOWN]:
+            write(f"  {line}")
+        if len(notes) > NOTES_SHOWN:
+            write(f"  ... and {len(notes) - NOTES_SHOWN} more (the HTML report lists every one)")
 
     # -- the record -----------------------------------------------------------------------
 
@@ -419,6 +436,9 @@ class DeploymentReport:
         unchecked = self.unchecked()
         if unchecked:
             notes.append("not checked: " + ", ".join(f"{v.item} ({v.reason})" for v in unchecked))
+        if self.notes:
+            first = one_line(next(iter(self.notes)), 120)
+            notes.append(f"noted {len(self.notes)} (first: {first})")
         notes.append(self.facts.get("Failed databases") or self.facts["Database"])
         return record.Entry(
             action=f"verify {self.facts['Expected state']}",
@@ -471,6 +491,12 @@ class DeploymentReport:
                 "<section id='us001-failures'><h2>Failures: expected vs found</h2>"
                 f"<ol>{failures}</ol></section>"
                 if failures
+                else ""
+            )
+            + (
+                "<section id='us001-notes'><h2>Noted, not failing: what changes nothing the application does"
+                f"</h2><ul>{''.join(f'<li>{e(n)}</li>' for n in self.notes)}</ul></section>"
+                if self.notes
                 else ""
             )
             + "<section id='us001-facts'><h2>This run</h2>"

@@ -1,8 +1,9 @@
 """Checklist: settings that change what the application's sessions do without any table
-changing — triggers and foreign keys switched off, or its table names resolved elsewhere."""
+changing — triggers and foreign keys switched off, its table names resolved elsewhere, and
+every database or role default left behind (read-only sessions, timeouts, ...)."""
 
 from verification.db import Target
-from verification.state import State
+from verification.state import Judge, State
 
 CHECKLIST = "settings"
 
@@ -77,3 +78,11 @@ def test_sessions_find_the_deployments_tables_in_public(state: State, target: Ta
         found = [row[0] for row in target.rows(SHADOWS, schemas=schemas, tables=tables)] if schemas else []
         shadowed += [f"{who(role)} ({setting}) resolves {name.split('.')[1]} to {name}" for name in found]
     assert not shadowed, "sessions should find the deployment's tables in public; " + "; ".join(shadowed)
+
+
+def test_database_and_role_settings_are_as_before(judge: Judge) -> None:
+    """The defaults this database and the application's roles give every session, as the
+    before-image holds them: one that decides whether and how statements run (read-only,
+    timeouts, row security, an unknown or the kit's own setting) fails; one that only shapes
+    how values are shown or plans made is noted."""
+    judge("settings")

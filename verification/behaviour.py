@@ -1,0 +1,266 @@
+"""Judging by behaviour what the catalog's text cannot: a CHECK or a trigger function spelled
+differently from what is expected (`migrations.meaning` says BEHAVIOUR).
+
+A CHECK is evaluated as found and as expected on ranges of values of its columns (read-only:
+no row is written): every single-character change of every digit run, letter and space up
+to the column's width, every pair of digits at every pair of positions, the literals both
+spellings name, numbers around zero and at the edges, and a sample of the table's own values.
+The same verdict on every one of them is the same behaviour; the first value where they part
+is the failure. A trigger function is judged by the behaviour probes written for it
+(verification/test_behaviour.py), which must be able to run for this role.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Iterator
+
+import psycopg2
+from psycopg2 import sql
+
+from migrations import catalog, meaning
+from migrations.catalog import Key
+from verification.db import Target
+
+# Who may run the probes: they write (and roll back) on the tables they try.
+WRITES = (
+    "SELECT bool_and(has_table_privilege(t, 'INSERT, UPDATE, DELETE'))"
+    " FROM unnest(ARRAY['public.stocks', 'public.product_info', 'public.financial_ratios']) t"
+    " WHERE to_regclass(t) IS NOT NULL"
+)
+# Trigger functions and the probes that pin down everything they do (test_behaviour.py). The
+# save of an original priority needs a session that bypasses the trigger once (replica role).
+PROBED = {
+    "update_product_info_updated_at()": ("test_update_moves_updated_at_to_now[product_info]",),
+    "update_financial_ratios_updated_at()": ("test_update_moves_updated_at_to_now[financial_ratios]",),
+    "stocks_priority_deprecated()": (
+        "test_new_stock_gets_priority_1",
+        "test_priority_update_stays_1",
+        "test_a_write_before_its_batch_keeps_the_original",
+    ),
+}
+NEEDS_REPLICA = {"stocks_priority_deprecated()"}
+MAY_REPLICATE = "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
+
+ALPHABET = "0123456789aZ -._가"
+DIGITS = "0123456789"
+PAIR_BASES = "019"  # runs whose every two places take every pair of digits
+WIDEST = 10  # characters changed one by one: beyond, only runs of the column's width
+MAX_VALUES = 60_000  # per CHECK: tens of milliseconds on the server
+TEXT_TYPE = re.compile(r"^(character varying|character|text|name|bpchar)(?:\((\d+)\))?$")
+NUMBER_TYPES = {"smallint", "integer", "bigint", "numeric", "real", "double precision"}
+LITERAL = re.compile(r"'((?:[^']|'')*)'")
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
+MAX_ERRORS = 64  # values whose evaluation errs, one by one, before giving up
+
+
+def judge(target: Target, found: catalog.Image, key: Key, want: str, have: str) -> tuple[bool, str]:
+    """Whether `have` behaves as `want` does, and what showed it."""
+    if key.kind == "function":
+        return function(target, key)
+    if key.kind == "constraint":
+        return check(target, found, key.table, want, have)
+    return False, "no behaviour judge for this kind"
+
+
+def function(target: Target, key: Key) -> tuple[bool, str]:
+    """A trigger function: its probes run (and must pass), or the text is all there is."""
+    probes = PROBED.get(key.name)
+    if not probes:
+        return False, "no behaviour probe pins this function down: its text is the yardstick"
+    if not target.value(WRITES):
+        return False, "the verifying role may not write: its behaviour probes cannot run"
+    if key.name in NEEDS_REPLICA and not target.value(MAY_REPLICATE):
+        return False, "its probes need a superuser (session_replication_role): run as one"
+    return True, "the probes " + ", ".join(f"test_behaviour::{p}" for p in probes) + " decide"
+
+
+def check(target: Target, found: catalog.Image, table: str, want: str, have: str) -> tuple[bool, str]:
+    """A CHECK as found vs as expected, on ranges of values of its columns."""
+    wanted, got = meaning.check_parts(want), meaning.check_parts(have)
+    assert wanted and got
+    columns = {
+        key.name: column_type(definition)
+        for key, definition in found.items()
+        if key.kind == "column" and key.table == table and mentions(wanted[0] + got[0], key.name)
+    }
+    if not columns:
+        return False, "it names no column of the table"
+    samples: dict[str, list[str | None]] = {}
+    for name, type_name in columns.items():
+        values = samples_of(type_name, literals(want + have), table_values(target, table, name))
+        if values is None:
+            return False, f"no range of values for {name} ({type_name})"
+        samples[name] = values
+    rows = combined(samples)
+    try:  # one statement for both; where either errs on some value, each value by value
+        parted = next(iter(evaluate(target, columns, rows, wanted[0], got[0])), None)
+        accepted = None if parted is None else {got[0]: set(evaluate(target, columns, [parted], got[0]))}
+    except psycopg2.Error:
+        try:
+            accepted = {part: accepting(target, columns, rows, part) for part in (wanted[0], got[0])}
+        except TooManyErrors as exc:
+            return False, str(exc)
+        parted = next((r for r in rows if (r in accepted[wanted[0]]) != (r in accepted[got[0]])), None)
+    if parted is not None and accepted is not None:
+        verdict = "accepts" if parted in accepted[got[0]] else "rejects"
+        return False, f"on {shown(columns, parted)} it {verdict} what the expected CHECK does not"
+    return True, f"the same verdict on {len(rows):,} values"
+
+
+def column_type(definition: str) -> str:
+    """A column fact's type: what precedes ` null` / ` not null`."""
+    return re.split(r" (?:not )?null(?: |$)", definition, maxsplit=1)[0]
+
+
+def mentions(expression: str, column: str) -> bool:
+    return (
+        re.search(rf'(?<![\w."]){re.escape(column)}(?![\w"])|"{re.escape(column)}"', expression) is not None
+    )
+
+
+def literals(text: str) -> list[str]:
+    """The string and number literals of the definitions."""
+    return [m.replace("''", "'") for m in LITERAL.findall(text)] + NUMBER.findall(text)
+
+
+def table_values(target: Target, table: str, column: str) -> list[str]:
+    """A sample of the column's own values (the first rows in storage order)."""
+    query = sql.SQL("SELECT DISTINCT {c}::text FROM (SELECT {c} FROM {t} LIMIT 1000) s LIMIT 100").format(
+        c=sql.Identifier(column), t=sql.Identifier("public", table)
+    )
+    return [row[0] for row in target.rows(query) if row[0] is not None]
+
+
+def samples_of(type_name: str, seeds: list[str], own: list[str]) -> list[str | None] | None:
+    """Values of a type, as text: None where no range can be made."""
+    text = TEXT_TYPE.match(type_name)
+    if text:
+        width = int(text[2]) if text[2] else 8
+        return [None, *sorted(strings(width, [*seeds, *own]))]
+    if type_name in NUMBER_TYPES or type_name.startswith("numeric("):
+        return [None, *numbers(type_name, [*seeds, *own])]
+    if type_name == "boolean":
+        return [None, "true", "false"]
+    return None
+
+
+def strings(width: int, seeds: Iterable[str]) -> set[str]:
+    """Runs of one character, the seeds that fit, each changed in one place (any character)
+    or in two (digits), shortened and lengthened by one; up to ten characters, and runs of
+    the full width beyond."""
+    longest = min(width, WIDEST)
+    bases = {c * n for c in ALPHABET for n in range(1, longest + 1)} | {s for s in seeds if len(s) <= longest}
+    found = {""} | bases | {c * n for c in ALPHABET for n in (width - 1, width)}
+    for base in bases:
+        for at in range(len(base) + 1):
+            found.update(base[:at] + c + base[at + 1 :] for c in ALPHABET if at < len(base))
+            if len(base) < longest:
+                found.update(base[:at] + c + base[at:] for c in ALPHABET)
+            found.add(base[:at] + base[at + 1 :])
+    for digit in PAIR_BASES:
+        base = digit * longest
+        for i, j in itertools.combinations(range(longest), 2):
+            for a, b in itertools.product(DIGITS, repeat=2):
+                found.add(base[:i] + a + base[i + 1 : j] + b + base[j + 1 :])
+    return found
+
+
+def numbers(type_name: str, seeds: Iterable[str]) -> list[str]:
+    """Integers around zero, the edges of the type, the seeds and their neighbours; halves
+    where the type has fractions."""
+    found = {str(n) for n in range(-1000, 1001)} | {"32767", "-32768", "2147483647", "-2147483648"}
+    for seed in seeds:
+        if NUMBER.fullmatch(seed):
+            value = float(seed)
+            found.update(str(v) for v in (value - 1, value, value + 1))
+    if type_name not in {"smallint", "integer", "bigint"}:
+        found.update(f"{n / 2}" for n in range(-40, 41))
+    integral = type_name in {"smallint", "integer", "bigint"}
+    return sorted(v for v in found if not integral or float(v).is_integer())
+
+
+def combined(samples: dict[str, list[str | None]]) -> list[tuple[str | None, ...]]:
+    """Rows of every column's values: all of them for one column, a bounded grid for more."""
+    per = max(2, int(MAX_VALUES ** (1 / len(samples))))
+    thinned = [values[:: max(1, len(values) // per)] for values in samples.values()]
+    return list(itertools.islice(itertools.product(*thinned), MAX_VALUES))
+
+
+class TooManyErrors(Exception):
+    """The expression errs on too many values to be judged value by value."""
+
+
+def accepting(
+    target: Target, columns: dict[str, str], rows: list[tuple[str | None, ...]], expression: str
+) -> set[tuple[str | None, ...]]:
+    """The rows the CHECK `expression` accepts (true or NULL); a row it errs on is refused,
+    as an INSERT of it would be."""
+    errors = 0
+
+    def accepted(chunk: list[tuple[str | None, ...]]) -> Iterator[tuple[str | None, ...]]:
+        nonlocal errors
+        try:
+            yield from evaluate(target, columns, chunk, expression)
+        except psycopg2.Error as exc:
+            if len(chunk) == 1:
+                errors += 1
+                if errors > MAX_ERRORS:
+                    raise TooManyErrors(f"it errs on more than {MAX_ERRORS} values: cannot judge") from exc
+                return
+            half = len(chunk) // 2
+            yield from accepted(chunk[:half])
+            yield from accepted(chunk[half:])
+
+    return set(accepted(rows))
+
+
+def evaluate(
+    target: Target,
+    columns: dict[str, str],
+    rows: list[tuple[str | None, ...]],
+    expression: str,
+    other: str = "",
+) -> Iterable[tuple[str | None, ...]]:
+    """One statement: the rows whose values the expression does not make false (with
+    `other`: the first row where the two expressions part)."""
+    names = list(columns)
+    typed = sql.SQL(", ").join(
+        sql.SQL("CAST(v[{}] AS {}) AS {}").format(sql.Literal(i + 1), sql.SQL(columns[n]), sql.Identifier(n))
+        for i, n in enumerate(names)
+    )
+    query = sql.SQL(
+        "SELECT azak_row FROM (SELECT azak_row, {typed} FROM unnest(CAST({rows} AS text[])) WITH ORDINALITY"
+        " AS r(azak_text, azak_row), LATERAL (SELECT CAST(azak_text AS text[]) AS v) a) s"
+        " WHERE (({expression}) IS NOT FALSE){other}"
+    ).format(
+        typed=typed,
+        rows=sql.Placeholder("rows"),
+        expression=sql.SQL(expression.replace("%", "%%")),
+        other=sql.SQL(
+            f" IS DISTINCT FROM (({other.replace('%', '%%')}) IS NOT FALSE) LIMIT 1" if other else ""
+        ),
+    )
+    conn = target.conn
+    try:  # not Target.rows: the expression's own text must not be read as `:name` placeholders
+        with conn.cursor() as cur:
+            cur.execute(query, {"rows": [array_text(row) for row in rows]})
+            numbers = [number for (number,) in cur.fetchall()]
+    finally:
+        conn.rollback()
+    return (rows[number - 1] for number in numbers)
+
+
+def array_text(row: tuple[str | None, ...]) -> str:
+    """A row of values as a text[] literal (NULL for None)."""
+    quoted = (
+        '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' if v is not None else "NULL" for v in row
+    )
+    return "{" + ",".join(quoted) + "}"
+
+
+def shown(columns: dict[str, str], row: tuple[str | None, ...]) -> str:
+    return ", ".join(
+        f"{name} = {'NULL' if v is None else repr(v)}" for name, v in zip(columns, row, strict=True)
+    )
