@@ -41,7 +41,14 @@ PROBED = {
     ),
 }
 NEEDS_REPLICA = {"stocks_priority_deprecated()"}
-MAY_REPLICATE = "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user"
+# A superuser may open a replica session; one where the function's triggers do not fire too.
+MAY_REPLICATE = """
+SELECT r.rolsuper AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                                  JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+                                  WHERE p.pronamespace = 'public'::regnamespace AND p.proname = :name
+                                    AND t.tgenabled = 'A')
+FROM pg_catalog.pg_roles r WHERE r.rolname = current_user
+"""
 
 ALPHABET = "0123456789aZ -._가"
 DIGITS = "0123456789"
@@ -71,8 +78,8 @@ def function(target: Target, key: Key) -> tuple[bool, str]:
         return False, "no behaviour probe pins this function down: its text is the yardstick"
     if not target.value(WRITES):
         return False, "the verifying role may not write: its behaviour probes cannot run"
-    if key.name in NEEDS_REPLICA and not target.value(MAY_REPLICATE):
-        return False, "its probes need a superuser (session_replication_role): run as one"
+    if key.name in NEEDS_REPLICA and not target.value(MAY_REPLICATE, name=key.name.split("(")[0]):
+        return False, "its probes need a replica session its trigger does not fire in (a superuser's)"
     return True, "the probes " + ", ".join(f"test_behaviour::{p}" for p in probes) + " decide"
 
 

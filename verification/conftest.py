@@ -24,7 +24,7 @@ from migrations.dburl import DeployError, UsageError, describe, mask, resolve
 from migrations.steps import load_all
 from verification import behaviour
 from verification.db import LOCK_TIMEOUT_MS, MAX_ROW_LOSS, SCAN_ROWS, STATEMENT_TIMEOUT_MS, Probe, Target
-from verification.report import NOTE, DeploymentReport
+from verification.report import DeploymentReport, note
 from verification.state import ALIASES, Judge, State, check, target_name
 
 TARGETS = pytest.StashKey[dict[str, Target]]()  # by masked URL, in the order given
@@ -352,12 +352,6 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
 def categories(target: Target) -> dict[str, str]:
     """pg_settings' category of every setting the server knows (lower-case names)."""
     return dict(target.rows("SELECT lower(name), category FROM pg_catalog.pg_settings"))
-
-
-def note(request: pytest.FixtureRequest, lines: list[str]) -> None:
-    """Differences a check passes but shows (allowed, harmless, not checked): carried by the
-    check's report (xdist too) to the terminal, the HTML report and the record."""
-    request.node.user_properties.extend((NOTE, line) for line in lines)
 
 
 @pytest.fixture

@@ -49,6 +49,12 @@ NOTES_SHOWN = 20  # in the terminal; the HTML report shows every one
 NEWEST_BACKUP_PATTERN = "azak_backup_*.sql.gz"
 
 
+def note(request: pytest.FixtureRequest, lines: list[str]) -> None:
+    """Differences a check passes but shows (allowed, harmless, not checked): carried by the
+    check's report (xdist too) to the terminal, the HTML report and the record."""
+    request.node.user_properties.extend((NOTE, line) for line in lines)
+
+
 def checklist_of(module_name: str, function_name: str, declared: object = None) -> str:
     """The checklist item of a check: its module's CHECKLIST, else by file or function name;
     anything else is "other: <module without test_>"."""
