@@ -9,9 +9,9 @@ Rows lost: each table the before-image counted (exactly up to a million rows, el
 planner's estimate) must keep more than 1 - --max-row-loss of them (default 0.5): the
 application's own deletes pass, a table emptied or halved fails — after an upgrade and after
 a rollback alike. The server's estimates (reltuples, and the live-row statistics once they
-have seen writes) are read first; a table is counted, by a scan that stops at the number it
-needs, only where an estimate suggests a loss or none can be trusted (a table just
-truncated, never analyzed).
+have seen rows inserted or deleted, or the table vacuumed or analyzed) are read first; a
+table is counted, by a scan that stops at the number it needs, only where an estimate
+suggests a loss or none can be trusted (a table just truncated, never analyzed).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ CHECKLIST = "data"
 
 ESTIMATES = """
 SELECT c.relname, CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN c.reltuples::bigint END,
-       CASE WHEN s.n_tup_ins + s.n_tup_upd + s.n_tup_del > 0 OR s.n_mod_since_analyze > 0
+       CASE WHEN s.n_tup_ins + s.n_tup_del > 0
+                 OR coalesce(s.last_analyze, s.last_autoanalyze, s.last_vacuum, s.last_autovacuum) IS NOT NULL
             THEN s.n_live_tup END
 FROM pg_catalog.pg_class c
 LEFT JOIN pg_catalog.pg_stat_user_tables s ON s.relid = c.oid
