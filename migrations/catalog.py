@@ -2,13 +2,14 @@
 
 One query reads every table, column, comment, constraint, index, trigger, policy, function,
 sequence, view and enum type of `public` from pg_catalog (never through search_path: the
-definitions are rendered with an empty search_path, so every name is schema-qualified), who
-owns each table, view, sequence and function, and the database- and role-level settings that
-apply to the application's sessions here (this database's, and those of the roles that own or
-were granted `stocks`). The same facts are what a migration's contract declares
-(`migrations.contract`), what the runner compares for drift, and what verification diffs
-against the before-image; `migrations.meaning` says what a difference does (fails, or is
-only noted).
+definitions are rendered with an empty search_path, so every name is schema-qualified); who
+owns each table, view, sequence and function, and who was granted what on them (the owner as
+`owner`, every privilege as `all`); and the database- and role-level settings that apply to
+the application's sessions here: this database's defaults and connection limits, and those
+of the roles that own or were granted `stocks` (LOGIN, CONNECTION LIMIT, VALID UNTIL too).
+The same facts are what a migration's contract declares (`migrations.contract`), what the
+runner compares for drift, and what verification diffs against the before-image;
+`migrations.meaning` says what a difference does (fails, or is only noted).
 
 The facts say what the catalog claims, and how it works where the catalog can switch a thing
 off without changing its definition: a table whose triggers the catalog no longer loads
@@ -16,10 +17,10 @@ off without changing its definition: a table whose triggers the catalog no longe
 enforcement triggers do not fire in ordinary sessions. Whether the rows hold what the catalog
 claims is the data checks' business (`verification/test_data.py`).
 
-Left out on purpose, because a correct deployment may change them: grants, statistics,
-CLUSTER marks, column order and the name of a primary key (its columns are the fact), and the
-indexes and constraints' own object ids. Index storage parameters are part of the index's
-definition: a difference there is noted, never failed.
+Left out on purpose, because a correct deployment may change them: statistics, CLUSTER
+marks, table storage parameters, column order and the name of a primary key (its columns are
+the fact), and the indexes and constraints' own object ids. Index storage parameters are part
+of the index's definition: a difference there is noted, never failed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Key(NamedTuple):
     def __str__(self) -> str:
         if self.kind == "setting":
             return f"setting {self.name} of {self.table}"
+        if self.kind == "grant":
+            return f"grants on {self.table}"
         if self.kind == "comment":
             return f"comment on {self.table}{'.' + self.name if self.name else ''}"
         where = ".".join(part for part in (self.table, self.name) if part)
@@ -66,6 +69,7 @@ KINDS = (
     "view",
     "type",
     "owner",
+    "grant",
     "setting",
 )
 
@@ -80,7 +84,7 @@ WITH app_roles AS (  -- who acts as the application: stocks' owner, its grantees
 ),
 rel AS (
     SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity,
-           c.relhastriggers, c.relowner
+           c.relhastriggers, c.relowner, c.relacl
     FROM pg_catalog.pg_class c
     WHERE c.relnamespace = 'public'::regnamespace
       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
@@ -205,6 +209,36 @@ FROM pg_catalog.pg_proc p
 WHERE p.pronamespace = 'public'::regnamespace
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'grant', r.relname, '', string_agg(g.who || ': ' || g.privileges, '; ' ORDER BY g.who)
+FROM rel r
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN a.grantee = r.relowner THEN 'owner' WHEN a.grantee = 0 THEN 'PUBLIC'
+                ELSE pg_catalog.pg_get_userbyid(a.grantee) END AS who,
+           CASE WHEN array_agg(a.privilege_type) @> (
+                    SELECT array_agg(d.privilege_type)
+                    FROM pg_catalog.aclexplode(pg_catalog.acldefault(
+                        CASE WHEN r.relkind = 'S' THEN 's' ELSE 'r' END::"char", r.relowner)) d)
+                THEN 'all' ELSE string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type) END AS privileges
+    FROM pg_catalog.aclexplode(coalesce(r.relacl, pg_catalog.acldefault(
+        CASE WHEN r.relkind = 'S' THEN 's' ELSE 'r' END::"char", r.relowner))) a
+    GROUP BY a.grantee
+) g
+WHERE r.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+GROUP BY r.relname
+UNION ALL
+SELECT 'setting', 'the database', o.name, o.value
+FROM pg_catalog.pg_database d,
+     LATERAL (VALUES ('ALLOW_CONNECTIONS', CASE WHEN NOT d.datallowconn THEN 'false' END),
+                     ('CONNECTION LIMIT', nullif(d.datconnlimit, -1)::text)) AS o(name, value)
+WHERE d.datname = pg_catalog.current_database() AND o.value IS NOT NULL
+UNION ALL
+SELECT 'setting', 'role ' || pg_catalog.quote_ident(a.rolname), o.name, o.value
+FROM pg_catalog.pg_roles a,
+     LATERAL (VALUES ('LOGIN', CASE WHEN NOT a.rolcanlogin THEN 'false' END),
+                     ('CONNECTION LIMIT', nullif(a.rolconnlimit, -1)::text),
+                     ('VALID UNTIL', a.rolvaliduntil::text)) AS o(name, value)
+WHERE a.oid IN (SELECT oid FROM app_roles) AND o.value IS NOT NULL
 UNION ALL
 SELECT 'setting',
        CASE WHEN s.setrole = 0 THEN 'the database'

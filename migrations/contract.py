@@ -83,6 +83,7 @@ def fold(contracts: Iterable[Contract], start: Mapping[Key, str | None] | None =
 # Who the application is: the owner of `stocks`. What a migration creates is owned like it, so
 # that the application's ALTER, VACUUM and TRUNCATE work on the new objects as on its own.
 APPLICATION_TABLE = "stocks"
+OWNER_ONLY = "owner: all"  # a new object's privileges: its owner's, and nobody else's
 
 
 def owned_like(table_name: str = APPLICATION_TABLE) -> Callable[[Mapping[Key, str | None]], str]:
@@ -105,7 +106,11 @@ def table(
     owner: Value | None = None,
 ) -> dict[Key, Value]:
     """Every fact of a new table (owned like `stocks` unless `owner` says otherwise)."""
-    facts: dict[Key, Value] = {Key("table", name): persistence, Key("owner", name): owner or owned_like()}
+    facts: dict[Key, Value] = {
+        Key("table", name): persistence,
+        Key("owner", name): owner or owned_like(),
+        Key("grant", name): OWNER_ONLY,
+    }
     facts.update({Key("column", name, col): definition for col, definition in columns.items()})
     if comment is not None:
         facts[Key("comment", name)] = comment
@@ -127,6 +132,7 @@ def serial(table_name: str, column: str = "id") -> tuple[str, dict[Key, Value]]:
         {
             Key("sequence", "", sequence): f"integer, owned by {table_name}.{column}",
             Key("owner", sequence): owned_like(),
+            Key("grant", sequence): OWNER_ONLY,
         },
     )
 

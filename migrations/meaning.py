@@ -79,10 +79,17 @@ def weigh(key: Key, want: str | None, have: str | None, context: Context, declar
     if key.kind == "setting":
         return setting(key, context)
     if not declared and have is not None:
-        return extra(key, have)
+        return extra(key, have, context)
     if want is None or have is None:
         return Weight(FAILS)
-    judges = {"index": index, "constraint": constraint, "trigger": trigger, "function": function}
+    judges = {
+        "index": index,
+        "constraint": constraint,
+        "trigger": trigger,
+        "function": function,
+        "grant": grants,
+        "column": column,
+    }
     return judges[key.kind](key, want, have, context) if key.kind in judges else Weight(FAILS)
 
 
@@ -96,12 +103,16 @@ def differences(expected: Mapping[Key, str | None], found: Mapping[Key, str], co
     ]
 
 
-def extra(key: Key, have: str) -> Weight:
+def extra(key: Key, have: str, context: Context) -> Weight:
     """An object no migration declares, on a table the deployment answers for."""
     if key.kind == "index" and plain_index(have):
         return Weight(NOTED, "a plain index (tuning): the same rows are accepted")
-    if key.kind == "trigger" and have.endswith(" (DISABLED)"):
-        return Weight(NOTED, "a disabled trigger never fires")
+    if key.kind in ("trigger", "rule") and have.endswith(" (DISABLED)"):
+        return Weight(NOTED, f"a disabled {key.kind} never fires")
+    if key.kind == "policy" and "row security" not in context.found.get(Key("table", key.table), ""):
+        return Weight(NOTED, "row security is off on the table: the policy applies to no one")
+    if key.kind == "grant":
+        return Weight(NOTED, "privileges given: whoever could before still can")
     return Weight(FAILS)
 
 
@@ -115,11 +126,38 @@ def plain_index(definition: str) -> bool:
 def setting(key: Key, context: Context) -> Weight:
     """A database or role default: by what the setting decides."""
     name = key.name.lower()
+    path = context.found.get(key)
+    if name == "search_path" and path is not None and "public" not in path.replace('"', "").split(", "):
+        return Weight(FAILS)  # the application's tables are not found at all
     if name in SETTING_NOTES:
         return Weight(NOTED, SETTING_NOTES[name])
     category = context.categories.get(name, "")
     if name not in HARMFUL_SETTINGS and category.startswith(HARMLESS_CATEGORIES):
         return Weight(NOTED, f"{category}: how values are shown or plans made, not what runs")
+    return Weight(FAILS)
+
+
+def grants(key: Key, want: str, have: str, context: Context) -> Weight:
+    """Privileges: every role keeps what it had (more is noted)."""
+    wanted, got = privileges(want), privileges(have)
+    if all("all" in got.get(who, set()) or held <= got.get(who, set()) for who, held in wanted.items()):
+        return Weight(NOTED, "privileges given: whoever could before still can")
+    return Weight(FAILS)
+
+
+def privileges(acl: str) -> dict[str, set[str]]:
+    """`owner: all; PUBLIC: SELECT` as role → privileges."""
+    pairs = (entry.partition(": ") for entry in acl.split("; ") if entry)
+    return {who: set(held.split(", ")) for who, _, held in pairs}
+
+
+# Column defaults PostgreSQL evaluates to the same value: the transaction's start time.
+NOW = re.compile(r"\b(CURRENT_TIMESTAMP|LOCALTIMESTAMP|transaction_timestamp\(\))")
+
+
+def column(key: Key, want: str, have: str, context: Context) -> Weight:
+    if NOW.sub("now()", want) == NOW.sub("now()", have):
+        return Weight(NOTED, "a default spelled differently: the same value (the transaction's start)")
     return Weight(FAILS)
 
 

@@ -44,7 +44,7 @@ ALL_ONE = "test_priority::test_every_priority_is_1"
 SAVED = "test_priority::test_saved_priorities_are_the_originals"
 AS_BEFORE = "test_rewrites::test_rewritten_values_are_as_before[stocks.priority]"
 IMAGE = "test_tables::test_before_image_is_known"
-OWNERS = "test_ownership::test_owners_are_as_expected"
+OWNERS = "test_ownership::test_owners_and_grants_are_as_expected"
 DEFAULTS = "test_settings::test_database_and_role_settings_are_as_before"
 CLAIMS = "test_data::test_rows_hold_what_the_catalog_claims"
 ROWS_LOST = "test_data::test_no_table_lost_most_of_its_rows"
@@ -536,6 +536,25 @@ UPGRADED = [
         " ALTER FUNCTION stocks_priority_deprecated() OWNER TO {role};",
         (OWNERS,),
         "owner financial_ratios: expected 'postgres', found '{role}'",
+    ),
+    Break(
+        "a privilege the application held revoked",
+        "REVOKE INSERT ON product_info FROM CURRENT_USER;",
+        (OWNERS,),
+        "grants on product_info: expected 'owner: all', found 'owner: DELETE, REFERENCES, SELECT, TRIGGER,"
+        " TRUNCATE, UPDATE'",
+    ),
+    Break(
+        "the database closed to the application's connections",
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I CONNECTION LIMIT 0', current_database()); END $$;",
+        (DEFAULTS,),
+        "setting CONNECTION LIMIT of the database: expected nothing (not set before the deployment), found '0'",
+    ),
+    Break(
+        "a database search_path without public: the application finds none of its tables",
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = audit', current_database()); END $$;",
+        (DEFAULTS,),
+        "setting search_path of the database: expected nothing (not set before the deployment), found 'audit'",
     ),
     Break(
         "database left read-only",

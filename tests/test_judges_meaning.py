@@ -115,6 +115,17 @@ NOTED = {
         " CHECK (div_cls_code = '0' OR div_cls_code = '1');",
         "(the CHECK is spelled differently; judged by behaviour: the same verdict on",
     ),
+    "privileges given, a policy while row security is off, a disabled rule": (
+        "GRANT SELECT ON product_info, stocks TO PUBLIC; CREATE POLICY only_mine ON stock_prices_minute"
+        " USING (false); CREATE RULE keep_overtime AS ON DELETE TO stock_overtime_price DO INSTEAD NOTHING;"
+        " ALTER TABLE stock_overtime_price DISABLE RULE keep_overtime;",
+        "noted: grants on stocks: expected 'owner: all', found 'PUBLIC: SELECT; owner: all' (privileges given",
+    ),
+    "a default spelled differently that gives the same value": (
+        "ALTER TABLE product_info ALTER COLUMN created_at SET DEFAULT CURRENT_TIMESTAMP;"
+        " ALTER TABLE financial_ratios ALTER COLUMN updated_at SET DEFAULT LOCALTIMESTAMP;",
+        "found 'timestamp without time zone not null default CURRENT_TIMESTAMP' (a default spelled differently",
+    ),
     "database settings that only shape how values are shown or plans made": (
         DATABASE.format("DateStyle = ''SQL, DMY''") + DATABASE.format("work_mem = ''64MB''"),
         "noted: setting DateStyle of the database: expected nothing (not set before the deployment), found 'SQL, DMY'",

@@ -29,7 +29,7 @@ Judge = Callable[..., None]
 # Judges a BEHAVIOUR difference: (whether the behaviour is the same, what showed it).
 Behaviour = Callable[[Key, str, str], tuple[bool, str]]
 # Kinds a before-image may predate: without them in the image, they are not judged (noted).
-NEWER_KINDS = {"owner": "owners", "setting": "database and role settings"}
+NEWER_KINDS = {"owner": "owners", "grant": "grants", "setting": "database and role settings"}
 ALIASES = {"upgraded": "head", "rolled-back": "base"}  # --expect, the first kit's words
 
 
@@ -57,7 +57,7 @@ GROUPS: dict[str, Callable[[Key, str | None], bool]] = {
     ),
     "triggers": of_kinds("trigger", "function"),
     "sequences": of_kinds("sequence"),
-    "owners": of_kinds("owner"),
+    "owners": of_kinds("owner", "grant"),
     "settings": of_kinds("setting"),
 }
 
