@@ -1,8 +1,9 @@
 """The whole catalog of the `public` schema as comparable facts: key → definition.
 
 One query reads every table, column, comment, constraint, index, trigger, policy, function,
-sequence, view and enum type of `public` from pg_catalog (never through search_path: the
-definitions are rendered with an empty search_path, so every name is schema-qualified); who
+sequence, view, enum and domain of `public`, and the database's event triggers, from
+pg_catalog (never through search_path: the definitions are rendered with an empty
+search_path, so every name is schema-qualified); who
 owns each table, view, sequence and function, and who was granted what on them (the owner as
 `owner`, every privilege as `all`); and the database- and role-level settings that apply to
 the application's sessions here: this database's defaults and connection limits, and those
@@ -68,6 +69,7 @@ KINDS = (
     "sequence",
     "view",
     "type",
+    "event trigger",
     "owner",
     "grant",
     "setting",
@@ -199,6 +201,23 @@ SELECT 'type', '', t.typname,
        'enum (' || (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
                     FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid) || ')'
 FROM pg_catalog.pg_type t WHERE t.typnamespace = 'public'::regnamespace AND t.typtype = 'e'
+UNION ALL
+SELECT 'type', '', t.typname,
+       'domain over ' || pg_catalog.format_type(t.typbasetype, t.typtypmod)
+       || CASE WHEN t.typnotnull THEN ' not null' ELSE '' END || coalesce(' default ' || t.typdefault, '')
+       || coalesce((SELECT ' ' || string_agg(pg_catalog.pg_get_constraintdef(c.oid), ' ' ORDER BY c.conname)
+                    FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid), '')
+FROM pg_catalog.pg_type t WHERE t.typnamespace = 'public'::regnamespace AND t.typtype = 'd'
+UNION ALL
+SELECT 'event trigger', '', e.evtname,
+       'ON ' || e.evtevent || coalesce(' WHEN TAG IN (' || array_to_string(e.evttags, ', ') || ')', '')
+       || ' EXECUTE FUNCTION ' || e.evtfoid::regprocedure::text
+       || CASE e.evtenabled WHEN 'D' THEN ' (DISABLED)' WHEN 'A' THEN ' (ENABLE ALWAYS)'
+                            WHEN 'R' THEN ' (ENABLE REPLICA: fires only in replica sessions)' ELSE '' END
+FROM pg_catalog.pg_event_trigger e
+WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_event_trigger'::regclass AND d.objid = e.oid
+                    AND d.deptype = 'e')
 UNION ALL
 SELECT 'owner', r.relname, '', pg_catalog.pg_get_userbyid(r.relowner)
 FROM rel r WHERE r.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')

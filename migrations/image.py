@@ -37,7 +37,7 @@ STAMP = "%Y%m%d_%H%M%S_%f"
 MAX_HEADER = 64 << 20  # a real catalog is a few hundred kilobytes
 # Kinds of fact images hold since owners, grants and settings were read; an image without `kinds`
 # holds the others only.
-LATER_KINDS = ("owner", "grant", "setting")
+LATER_KINDS = ("owner", "grant", "setting", "event trigger")
 EXACT_UP_TO = 1_000_000  # rows: a table the planner puts above this keeps its estimate
 
 # Each table's rows: counted where the planner's estimate is small or unknown (a table never

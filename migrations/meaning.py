@@ -86,6 +86,7 @@ def weigh(key: Key, want: str | None, have: str | None, context: Context, declar
         "index": index,
         "constraint": constraint,
         "trigger": trigger,
+        "event trigger": trigger,
         "function": function,
         "grant": grants,
         "column": column,
@@ -107,7 +108,7 @@ def extra(key: Key, have: str, context: Context) -> Weight:
     """An object no migration declares, on a table the deployment answers for."""
     if key.kind == "index" and plain_index(have):
         return Weight(NOTED, "a plain index (tuning): the same rows are accepted")
-    if key.kind in ("trigger", "rule") and have.endswith(" (DISABLED)"):
+    if key.kind in ("trigger", "rule", "event trigger") and have.endswith(" (DISABLED)"):
         return Weight(NOTED, f"a disabled {key.kind} never fires")
     if key.kind == "policy" and "row security" not in context.found.get(Key("table", key.table), ""):
         return Weight(NOTED, "row security is off on the table: the policy applies to no one")

@@ -486,6 +486,13 @@ UPGRADED = [
         (TABLES, probe("test_new_stock_gets_priority_1")),
         "table stocks: expected 'logged', found 'logged, triggers not loaded (relhastriggers off): none fires'",
     ),
+    Break(
+        "an event trigger left behind that refuses the next deployment's DDL",
+        "CREATE FUNCTION no_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'frozen';"
+        " END $$; CREATE EVENT TRIGGER no_ddl ON ddl_command_start EXECUTE FUNCTION no_ddl();",
+        (TRIGGERS,),
+        "event trigger no_ddl: expected nothing (no migration declares it), found 'ON ddl_command_start",
+    ),
     # -- the catalog's word contradicted by the rows -------------------------------------------
     Break(
         "a CHECK marked valid while a row breaks it",

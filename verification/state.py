@@ -29,7 +29,14 @@ Judge = Callable[..., None]
 # Judges a BEHAVIOUR difference: (whether the behaviour is the same, what showed it).
 Behaviour = Callable[[Key, str, str], tuple[bool, str]]
 # Kinds a before-image may predate: without them in the image, they are not judged (noted).
-NEWER_KINDS = {"owner": "owners", "grant": "grants", "setting": "database and role settings"}
+NEWER_KINDS = {
+    "owner": "owners",
+    "grant": "grants",
+    "setting": "database and role settings",
+    "event trigger": "event triggers",
+}
+# Kinds that belong to the database, not to a table: judged wherever a before-image is.
+DATABASE_KINDS = ("setting", "event trigger")
 ALIASES = {"upgraded": "head", "rolled-back": "base"}  # --expect, the first kit's words
 
 
@@ -55,7 +62,7 @@ GROUPS: dict[str, Callable[[Key, str | None], bool]] = {
     "unique": lambda key, definition: (
         key.kind == "primary key" or (key.kind == "constraint" and not is_foreign_key(definition))
     ),
-    "triggers": of_kinds("trigger", "function"),
+    "triggers": of_kinds("trigger", "function", "event trigger"),
     "sequences": of_kinds("sequence"),
     "owners": of_kinds("owner", "grant"),
     "settings": of_kinds("setting"),
@@ -162,10 +169,11 @@ class State:
 
     def answers_for(self, key: Key) -> bool:
         """Whether an object nothing declares is the deployment's business: on a table it
-        judges, or a database or role setting (with a before-image to compare with)."""
+        judges, or the database's own (a setting, an event trigger: with a before-image to
+        compare with)."""
         if key.kind in self.unknown_kinds:
             return False
-        if key.kind == "setting":
+        if key.kind in DATABASE_KINDS:
             return self.before is not None
         return key.table in self.judged_tables
 
