@@ -84,6 +84,17 @@ def fold(contracts: Iterable[Contract], start: Mapping[Key, str | None] | None =
 # that the application's ALTER, VACUUM and TRUNCATE work on the new objects as on its own.
 APPLICATION_TABLE = "stocks"
 OWNER_ONLY = "owner: all"  # a new object's privileges: its owner's, and nobody else's
+# How the runner (and the plan's script) creates them so: an upgrade's DDL runs as the owner of
+# `stocks` where the deploying role may act as it (a member, or a superuser) and that owner may
+# create in public; the ledger's rows are then written as the deploying role again.
+AS_APPLICATION = """
+SELECT pg_catalog.set_config('role', o.rolname, true)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles o ON o.oid = c.relowner
+WHERE c.oid = pg_catalog.to_regclass('public.stocks') AND o.rolname <> current_user
+  AND pg_catalog.pg_has_role(current_user, o.oid, 'MEMBER')
+  AND pg_catalog.has_schema_privilege(o.oid, 'public', 'CREATE');
+"""
+AS_DEPLOYER = "SELECT pg_catalog.set_config('role', 'none', true);"
 
 
 def owned_like(table_name: str = APPLICATION_TABLE) -> Callable[[Mapping[Key, str | None]], str]:

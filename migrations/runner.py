@@ -22,7 +22,7 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
 from migrations import catalog, image, ledger, meaning, plan
-from migrations.contract import fold
+from migrations.contract import AS_APPLICATION, AS_DEPLOYER, fold
 from migrations.dburl import URL, DeployError, UsageError, connect, mask
 from migrations.steps import Batches, Ddl, Migration, load_all
 
@@ -296,7 +296,7 @@ class Runner:
             where = f"{migration.name}:{direction}:{index}"
             fault(f"before:{where}")
             if isinstance(phase, Ddl):
-                self.run_ddl(migration, phase, where, state, started, first or last)
+                self.run_ddl(migration, phase, where, state, started, first or last, direction == "up")
             else:
                 if first and not last:  # a data phase first: say 'applying' / 'reverting' before it
                     self.finish(migration, marks[0], started)
@@ -315,10 +315,14 @@ class Runner:
         state: str | None,
         started: float,
         mark: bool,
+        as_application: bool = False,
     ) -> None:
-        """One DDL phase and, at the edges, its ledger change, in one transaction."""
+        """One DDL phase and, at the edges, its ledger change, in one transaction; an upgrade's
+        as the owner of `stocks` where it may (what it creates is then the application's)."""
 
         def work(cur: Cursor) -> None:
+            if as_application:
+                cur.execute(AS_APPLICATION)
             cur.execute(phase.sql)
             if mark:
                 self.record(cur, migration, state, started)
@@ -340,6 +344,7 @@ class Runner:
             cur.execute(ledger.FORGET, {"name": migration.name})
             return
         cur.execute(ledger.CREATE)  # with the first change, never before it
+        cur.execute(AS_DEPLOYER)  # who deployed is who is recorded
         cur.execute(
             ledger.MARK,
             {

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from migrations import image
-from tests.conftest import Db, throwaway_role
+from tests.conftest import Db, ok, throwaway_role
 from tests.test_catches_broken_deployments import (
     CLAIMS,
     DEFAULTS,
@@ -210,13 +210,31 @@ def test_an_image_older_than_owners_settings_and_row_counts_is_noted_not_failed(
 
 @pytest.fixture
 def application_role(app_db: Db) -> Iterator[str]:
-    """The application's own role owns its tables, as in production (the DBA deploys)."""
-    with throwaway_role(app_db, "azak_app") as role:
+    """The application's own role owns its tables and may create in public, as in production
+    (where a DBA deploys)."""
+    setup = "GRANT CREATE ON SCHEMA public TO {role};"
+    with throwaway_role(app_db, "azak_app", setup, "REVOKE CREATE ON SCHEMA public FROM {role};") as role:
         app_db.execute(
             f"ALTER TABLE stocks OWNER TO {role}; ALTER TABLE stock_prices_minute OWNER TO {role};"
             f" ALTER TABLE stock_overtime_price OWNER TO {role};"
         )
         yield role
+
+
+def test_a_dbas_deployment_leaves_the_new_objects_the_applications(app_db: Db, application_role: str) -> None:
+    """The DBA (a superuser) deploys: what the migrations create is owned like stocks, the
+    ledger says who deployed, and the deployment and its rollback verify."""
+    ok(app_db.cli("upgrade"))
+    owners = app_db.execute(
+        "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        " AND relname IN ('product_info', 'financial_ratios', 'stocks_priority_backup', 'schema_migrations')"
+    )
+    assert owners == [(application_role,)], owners
+    assert app_db.value("SELECT bool_and(applied_by LIKE '% as postgres') FROM schema_migrations")
+    result = app_db.verify()
+    assert result.returncode == 0 and OWNERS in result.passed, result.output[-3000:]
+    ok(app_db.cli("downgrade", "--to", "base"))
+    assert app_db.verify("--to=base").returncode == 0
 
 
 def test_a_restore_without_owners_fails_on_ownership(app_db: Db, application_role: str) -> None:

@@ -245,8 +245,9 @@ def check(
     """The checklist group's facts are as expected, or fail listing every difference (and
     what `troubleshoot` finds then: the runbook's troubleshooting queries). Allowed and noted
     differences go to `notes` (the terminal, the report, the record)."""
-    judgement = state.judge(found, group, categories).allow(allowed)
+    judgement = state.judge(found, group, categories)
     judgement.settle(behaviour)
+    judgement = judgement.allow(allowed)
     notes += [f"allowed: {line}" for line in judgement.allowed]
     notes += [f"noted: {line}" for line in judgement.noted]
     notes += [f"noted: {what} not checked: the before-image predates them" for what in judgement.unjudged]
