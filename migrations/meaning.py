@@ -45,6 +45,20 @@ SETTING_NOTES = {
     " conflict, not which rows are accepted",
 }
 HARMFUL_SETTINGS = {"client_encoding"}  # text the server cannot convert fails to reach the application
+# Statement-behaviour settings that shape messages, maintenance, storage or representation
+# only: whether and what a statement does stays the same.
+QUIET_SETTINGS = {
+    "client_min_messages",
+    "check_function_bodies",
+    "gin_pending_list_limit",
+    "default_toast_compression",
+    "default_transaction_deferrable",
+    "default_tablespace",
+    "temp_tablespaces",
+    "bytea_output",
+    "xmlbinary",
+    "xmloption",
+}
 
 STORAGE = re.compile(r" WITH \((?:[^()']|'(?:[^']|'')*')*\)")
 FK_COLUMNS = re.compile(r"^FOREIGN KEY \(([^)]*)\)")
@@ -114,6 +128,8 @@ def extra(key: Key, have: str, context: Context) -> Weight:
         return Weight(NOTED, "row security is off on the table: the policy applies to no one")
     if key.kind == "grant":
         return Weight(NOTED, "privileges given: whoever could before still can")
+    if key.kind == "constraint" and check_parts(have) and "NOT VALID" not in have:
+        return Weight(BEHAVIOUR, "a CHECK nothing declares, against what the table accepts anyway")
     return Weight(FAILS)
 
 
@@ -135,6 +151,8 @@ def setting(key: Key, context: Context) -> Weight:
     category = context.categories.get(name, "")
     if name not in HARMFUL_SETTINGS and category.startswith(HARMLESS_CATEGORIES):
         return Weight(NOTED, f"{category}: how values are shown or plans made, not what runs")
+    if name in QUIET_SETTINGS or name.startswith("vacuum_"):
+        return Weight(NOTED, "messages, maintenance or storage: not whether or what a statement does")
     return Weight(FAILS)
 
 
@@ -213,28 +231,31 @@ def function(key: Key, want: str, have: str, context: Context) -> Weight:
     (want_head, _, want_body), (have_head, _, have_body) = want.partition(": "), have.partition(": ")
     why = "the body is spelled differently"
     if want_head != have_head:
-        if unhardened(have_head) != want_head:
+        head, pinned = unhardened(have_head)
+        if head != want_head:
             return Weight(FAILS)
+        if pinned not in HARDENED_PATHS:  # names of public resolve nowhere: the probes decide
+            return Weight(BEHAVIOUR, f"pinned to search_path {', '.join(pinned) or 'empty'}")
         why = "pinned to search_path pg_catalog, public (hardened)"
     if body_form(want_body) == body_form(have_body):
         return Weight(NOTED, why if want_body != have_body or want_head != have_head else "")
     return Weight(BEHAVIOUR, why)
 
 
-def unhardened(head: str) -> str:
-    """A function's header without a `set search_path` that resolves names as the
-    application's sessions do, only without their "$user" schema (else unchanged)."""
+def unhardened(head: str) -> tuple[str, list[str]]:
+    """A function's header without a `set search_path` that names only pg_catalog, public
+    and pg_temp (last), and the schemas it pins; else the header unchanged."""
     before, marker, configs = head.partition(" set ")
     path = SEARCH_PATH.search(configs) if marker else None
     if path is None:
-        return head
-    schemas = [s.strip().strip('"') for s in path[1].split(",")]
+        return head, []
+    schemas = [s.strip().strip('"') for s in path[1].split(",") if s.strip().strip('"')]
     if schemas[-1:] == ["pg_temp"]:
         schemas = schemas[:-1]
-    if schemas not in HARDENED_PATHS:
-        return head
+    if not set(schemas) <= {"pg_catalog", "public"}:
+        return head, []
     rest = SEARCH_PATH.sub("", configs, count=1).strip(", ")
-    return f"{before} set {rest}" if rest else before
+    return (f"{before} set {rest}" if rest else before), schemas
 
 
 # a space next to punctuation means nothing, but between two operator signs (`- -1` is not `--1`)

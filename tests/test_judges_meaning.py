@@ -25,6 +25,7 @@ from tests.test_catches_broken_deployments import (
     CLAIMS,
     DEFAULTS,
     FKS,
+    HELD,
     INDEXES,
     OWNERS,
     ROWS_LOST,
@@ -32,6 +33,7 @@ from tests.test_catches_broken_deployments import (
     TRIGGERS,
     UNIQUE,
 )
+from tests.test_survives_faults import holding
 
 DATABASE = "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {}', current_database()); END $$;"
 PRIORITY_BODY = """
@@ -126,8 +128,18 @@ NOTED = {
         " ALTER TABLE financial_ratios ALTER COLUMN updated_at SET DEFAULT LOCALTIMESTAMP;",
         "found 'timestamp without time zone not null default CURRENT_TIMESTAMP' (a default spelled differently",
     ),
+    "trigger functions pinned to an empty search_path, judged by their probes": (
+        "ALTER FUNCTION update_financial_ratios_updated_at() SET search_path = '';",
+        "(pinned to search_path empty; judged by behaviour: the probes",
+    ),
+    "a redundant CHECK that refuses nothing the table accepts anyway": (
+        "ALTER TABLE financial_ratios ADD CONSTRAINT ck_six CHECK (length(stac_yymm) = 6);",
+        "noted: constraint financial_ratios.ck_six: expected nothing (no migration declares it), found",
+    ),
     "database settings that only shape how values are shown or plans made": (
-        DATABASE.format("DateStyle = ''SQL, DMY''") + DATABASE.format("work_mem = ''64MB''"),
+        DATABASE.format("DateStyle = ''SQL, DMY''")
+        + DATABASE.format("work_mem = ''64MB''")
+        + DATABASE.format("client_min_messages = warning"),
         "noted: setting DateStyle of the database: expected nothing (not set before the deployment), found 'SQL, DMY'",
     ),
 }
@@ -265,3 +277,13 @@ def test_a_body_difference_fails_where_its_probes_cannot_run(deployed_db: Db) ->
         result = Db(deployed_db.url.set(username=role)).verify()
     assert TRIGGERS in result.failed, result.output[-3000:]
     assert "the verifying role may not write: its behaviour probes cannot run" in result.output
+
+
+def test_a_session_left_holding_the_tables_fails_naming_it(deployed_db: Db) -> None:
+    """A DBA's session left idle in its transaction with a lock that blocks the application's
+    writes: every table is right, and yet the application cannot write."""
+    with holding(deployed_db, "LOCK TABLE product_info IN SHARE MODE") as pid:
+        result = deployed_db.verify()
+    assert HELD in result.failed, result.output[-3000:]
+    assert f"pid {pid} (postgres, idle in transaction since" in result.output
+    assert "holds ShareLock on product_info" in result.output

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from typing import Any
 
 import psycopg2
 from psycopg2 import sql
@@ -59,7 +60,6 @@ TEXT_TYPE = re.compile(r"^(character varying|character|text|name|bpchar)(?:\((\d
 NUMBER_TYPES = {"smallint", "integer", "bigint", "numeric", "real", "double precision"}
 LITERAL = re.compile(r"'((?:[^']|'')*)'")
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
-MAX_ERRORS = 64  # values whose evaluation errs, one by one, before giving up
 
 
 def judge(target: Target, found: catalog.Image, key: Key, want: str, have: str) -> tuple[bool, str]:
@@ -84,13 +84,19 @@ def function(target: Target, key: Key) -> tuple[bool, str]:
 
 
 def check(target: Target, found: catalog.Image, table: str, want: str, have: str) -> tuple[bool, str]:
-    """A CHECK as found vs as expected, on ranges of values of its columns."""
-    wanted, got = meaning.check_parts(want), meaning.check_parts(have)
-    assert wanted and got
+    """A CHECK as found vs as expected (`want` empty: a CHECK nothing declares, against the
+    rows the table's other CHECKs and NOT NULLs accept anyway), on ranges of values of its
+    columns."""
+    got = meaning.check_parts(have)
+    assert got
+    wanted = meaning.check_parts(want)
+    given = [] if wanted else anyway(found, table, have)
+    expected = wanted[0] if wanted else " AND ".join(given) or "true"
+    written = got[0] if wanted else " AND ".join([*given, got[0]])
     columns = {
         key.name: column_type(definition)
         for key, definition in found.items()
-        if key.kind == "column" and key.table == table and mentions(wanted[0] + got[0], key.name)
+        if key.kind == "column" and key.table == table and mentions(expected + written, key.name)
     }
     if not columns:
         return False, "it names no column of the table"
@@ -101,19 +107,37 @@ def check(target: Target, found: catalog.Image, table: str, want: str, have: str
             return False, f"no range of values for {name} ({type_name})"
         samples[name] = values
     rows = combined(samples)
-    try:  # one statement for both; where either errs on some value, each value by value
-        parted = next(iter(evaluate(target, columns, rows, wanted[0], got[0])), None)
-        accepted = None if parted is None else {got[0]: set(evaluate(target, columns, [parted], got[0]))}
+    try:  # one statement; where either errs on some value, each value in a subtransaction
+        parted = first_parting(target, columns, rows, expected, written)
     except psycopg2.Error:
-        try:
-            accepted = {part: accepting(target, columns, rows, part) for part in (wanted[0], got[0])}
-        except TooManyErrors as exc:
-            return False, str(exc)
-        parted = next((r for r in rows if (r in accepted[wanted[0]]) != (r in accepted[got[0]])), None)
-    if parted is not None and accepted is not None:
-        verdict = "accepts" if parted in accepted[got[0]] else "rejects"
-        return False, f"on {shown(columns, parted)} it {verdict} what the expected CHECK does not"
+        parted = first_parting_one_by_one(target, columns, rows, expected, written)
+    if parted is not None:
+        row, verdict = parted
+        why = " (an error is no check violation)" if verdict == "errs on" else ""
+        return False, f"on {shown(columns, row)} it {verdict} what the expected CHECK does not{why}"
     return True, f"the same verdict on {len(rows):,} values"
+
+
+def anyway(found: catalog.Image, table: str, added: str) -> list[str]:
+    """What the rows of `table` meet whatever an added CHECK says: its other validated CHECKs
+    on the same columns, and NOT NULL."""
+    named = [k.name for k in found if k.kind == "column" and k.table == table and mentions(added, k.name)]
+    given = [f"{quoted(c)} IS NOT NULL" for c in named if meaning.not_null(found, table, c)]
+    for key, definition in found.items():
+        parts = meaning.check_parts(definition) if key.kind == "constraint" and key.table == table else None
+        if parts and definition != added and "NOT VALID" not in parts[1]:
+            mentioned = [
+                k.name
+                for k in found
+                if k.kind == "column" and k.table == table and mentions(parts[0], k.name)
+            ]
+            if set(mentioned) <= set(named):
+                given.append(parts[0])
+    return given
+
+
+def quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def column_type(definition: str) -> str:
@@ -195,68 +219,92 @@ def combined(samples: dict[str, list[str | None]]) -> list[tuple[str | None, ...
     return list(itertools.islice(itertools.product(*thinned), MAX_VALUES))
 
 
-class TooManyErrors(Exception):
-    """The expression errs on too many values to be judged value by value."""
+Row = tuple[str | None, ...]
 
 
-def accepting(
-    target: Target, columns: dict[str, str], rows: list[tuple[str | None, ...]], expression: str
-) -> set[tuple[str | None, ...]]:
-    """The rows the CHECK `expression` accepts (true or NULL); a row it errs on is refused,
-    as an INSERT of it would be."""
-    errors = 0
-
-    def accepted(chunk: list[tuple[str | None, ...]]) -> Iterator[tuple[str | None, ...]]:
-        nonlocal errors
-        try:
-            yield from evaluate(target, columns, chunk, expression)
-        except psycopg2.Error as exc:
-            if len(chunk) == 1:
-                errors += 1
-                if errors > MAX_ERRORS:
-                    raise TooManyErrors(f"it errs on more than {MAX_ERRORS} values: cannot judge") from exc
-                return
-            half = len(chunk) // 2
-            yield from accepted(chunk[:half])
-            yield from accepted(chunk[half:])
-
-    return set(accepted(rows))
-
-
-def evaluate(
-    target: Target,
-    columns: dict[str, str],
-    rows: list[tuple[str | None, ...]],
-    expression: str,
-    other: str = "",
-) -> Iterable[tuple[str | None, ...]]:
-    """One statement: the rows whose values the expression does not make false (with
-    `other`: the first row where the two expressions part)."""
-    names = list(columns)
-    typed = sql.SQL(", ").join(
-        sql.SQL("CAST(v[{}] AS {}) AS {}").format(sql.Literal(i + 1), sql.SQL(columns[n]), sql.Identifier(n))
-        for i, n in enumerate(names)
+def typed_columns(columns: dict[str, str], values: str) -> sql.Composable:
+    """`CAST(v[1] AS type) AS name, ...` over the text[] `values`."""
+    return sql.SQL(", ").join(
+        sql.SQL("CAST({}[{}] AS {}) AS {}").format(
+            sql.SQL(values), sql.Literal(i + 1), sql.SQL(type_name), sql.Identifier(name)
+        )
+        for i, (name, type_name) in enumerate(columns.items())
     )
+
+
+def first_parting(
+    target: Target, columns: dict[str, str], rows: list[Row], expected: str, written: str
+) -> tuple[Row, str] | None:
+    """One statement: the first row the two expressions judge differently, and what
+    `written` does with it (accepts: true or NULL, as a CHECK does)."""
     query = sql.SQL(
-        "SELECT azak_row FROM (SELECT azak_row, {typed} FROM unnest(CAST({rows} AS text[])) WITH ORDINALITY"
-        " AS r(azak_text, azak_row), LATERAL (SELECT CAST(azak_text AS text[]) AS v) a) s"
-        " WHERE (({expression}) IS NOT FALSE){other}"
+        "SELECT azak_row, ({written}) IS NOT FALSE FROM (SELECT azak_row, {typed}"
+        " FROM unnest(CAST({rows} AS text[])) WITH ORDINALITY AS r(azak_text, azak_row),"
+        " LATERAL (SELECT CAST(azak_text AS text[]) AS v) a) s"
+        " WHERE (({expected}) IS NOT FALSE) IS DISTINCT FROM (({written}) IS NOT FALSE) LIMIT 1"
     ).format(
-        typed=typed,
+        typed=typed_columns(columns, "v"),
         rows=sql.Placeholder("rows"),
-        expression=sql.SQL(expression.replace("%", "%%")),
-        other=sql.SQL(
-            f" IS DISTINCT FROM (({other.replace('%', '%%')}) IS NOT FALSE) LIMIT 1" if other else ""
-        ),
+        expected=sql.SQL(expected.replace("%", "%%")),
+        written=sql.SQL(written.replace("%", "%%")),
     )
+    found = fetch(target, query, {"rows": [array_text(row) for row in rows]})
+    return (rows[found[0][0] - 1], "accepts" if found[0][1] else "rejects") if found else None
+
+
+ONE_BY_ONE = sql.SQL("""
+DECLARE r record; a text; b text; parted text := '';
+BEGIN
+    FOR r IN SELECT t.n, t.v FROM unnest(CAST({rows} AS text[])) WITH ORDINALITY AS t(v, n) LOOP
+        BEGIN EXECUTE {expected} INTO a USING r.v::text[]; EXCEPTION WHEN OTHERS THEN a := 'error'; END;
+        BEGIN EXECUTE {written} INTO b USING r.v::text[]; EXCEPTION WHEN OTHERS THEN b := 'error'; END;
+        IF a IS DISTINCT FROM b THEN parted := r.n || ':' || b; EXIT; END IF;
+    END LOOP;
+    PERFORM pg_catalog.set_config('azak.parted', parted, true);
+END""")
+
+
+VERDICTS = {"true": "accepts", "false": "rejects", "error": "errs on"}
+
+
+def first_parting_one_by_one(
+    target: Target, columns: dict[str, str], rows: list[Row], expected: str, written: str
+) -> tuple[Row, str] | None:
+    """The same, each value in its own subtransaction: erring is a verdict of its own (the
+    row is refused, but not as a check violation: the application sees another error). A
+    read-only DO block; its verdict comes back through a transaction-local setting."""
     conn = target.conn
-    try:  # not Target.rows: the expression's own text must not be read as `:name` placeholders
+
+    def verdict(expression: str) -> sql.Composable:
+        select = sql.SQL("SELECT (({}) IS NOT FALSE)::text FROM (SELECT {}) s").format(
+            sql.SQL(expression), typed_columns(columns, "$1")
+        )
+        return sql.Literal(select.as_string(conn))
+
+    body = ONE_BY_ONE.format(
+        rows=sql.Literal([array_text(row) for row in rows]),
+        expected=verdict(expected),
+        written=verdict(written),
+    )
+    query = sql.SQL("DO {}; SELECT pg_catalog.current_setting('azak.parted')").format(
+        sql.Literal(body.as_string(conn))
+    )
+    (parted,) = fetch(target, query, None)[0]
+    if not parted:
+        return None
+    number, verdict_of_written = parted.split(":")
+    return rows[int(number) - 1], VERDICTS[verdict_of_written]
+
+
+def fetch(target: Target, query: sql.Composable, params: dict[str, Any] | None) -> list[tuple[Any, ...]]:
+    """Not Target.rows: the expressions' own text must not be read as `:name` placeholders."""
+    conn = target.conn
+    try:
         with conn.cursor() as cur:
-            cur.execute(query, {"rows": [array_text(row) for row in rows]})
-            numbers = [number for (number,) in cur.fetchall()]
+            cur.execute(query, params)
+            return cur.fetchall()
     finally:
         conn.rollback()
-    return (rows[number - 1] for number in numbers)
 
 
 def array_text(row: tuple[str | None, ...]) -> str:

@@ -129,6 +129,18 @@ class State:
         held = set(self.before.kinds) if self.before else set(NEWER_KINDS)
         self.unknown_kinds = {kind for kind in NEWER_KINDS if kind not in held}
 
+    def touched(self, found: catalog.Image) -> list[str]:
+        """The tables the migrations create or change, and those whose foreign keys point at them."""
+        tables = {k.table for c in self.every_contract() for k in c.keys} & {
+            k.table for k in found if k.kind == "table"
+        }
+        tables |= {
+            k.table
+            for k, v in found.items()
+            if k.kind == "constraint" and any(f"REFERENCES public.{t}(" in v for t in tables)
+        }
+        return sorted(tables)
+
     def matching(self, pattern: re.Pattern[str]) -> list[tuple[Key, re.Match[str]]]:
         """The expected constraints whose definition `pattern` matches, with the match."""
         found = [(k, pattern.match(v or "")) for k, v in self.expected.items() if k.kind == "constraint"]
@@ -222,7 +234,7 @@ class Judgement:
         for difference, why in self.behaviour:
             same, shown = (
                 behaviour(difference.key, difference.want or "", difference.have or "")
-                if behaviour and difference.want and difference.have
+                if behaviour and difference.have
                 else (False, "no behaviour judge")
             )
             if same:

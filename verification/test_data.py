@@ -41,25 +41,12 @@ WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY(:tables)
 """
 
 
-def touched(state: State, found: catalog.Image) -> list[str]:
-    """The tables the migrations create or change, and those whose foreign keys point at them."""
-    tables = {k.table for c in state.every_contract() for k in c.keys} & {
-        k.table for k in found if k.kind == "table"
-    }
-    tables |= {
-        k.table
-        for k, v in found.items()
-        if k.kind == "constraint" and any(f"REFERENCES public.{t}(" in v for t in tables)
-    }
-    return sorted(tables)
-
-
 def test_rows_hold_what_the_catalog_claims(
     request: pytest.FixtureRequest, state: State, found: catalog.Image, target: Target
 ) -> None:
     limit = request.config.getoption("--scan-rows")
     broken, partial = [], []
-    for table in touched(state, found):
+    for table in state.touched(found):
         claims = rows.claims(found, [table])
         if not claims:
             continue
