@@ -17,6 +17,7 @@ from psycopg2 import sql
 
 from migrations import catalog, meaning
 from migrations.catalog import Key
+from verification.behaviour import mentions
 
 FOREIGN_KEY = re.compile(r"^FOREIGN KEY \(([^)]+)\) REFERENCES public\.(\w+|\"[^\"]+\")\(([^)]+)\)")
 UNIQUE_COLUMNS = re.compile(r"^(?:PRIMARY KEY|UNIQUE(?: USING btree)?) \(([\w, \"]+)\)")
@@ -32,6 +33,7 @@ class Claim:
     said: str  # e.g. "ck_x is validated", "name is NOT NULL"
     breaks: sql.Composable  # a boolean over the scanned rows' columns (FROM rows `r`)
     grouped: tuple[str, ...] = ()  # a unique key: the columns whose values must not repeat
+    columns: tuple[str, ...] = ()  # the columns it reads
 
 
 def names(columns: str) -> list[str]:
@@ -48,15 +50,28 @@ def claims(found: catalog.Image, tables: Iterable[str]) -> list[Claim]:
         if key.kind == "column":
             out += column_claims(key, definition)
         elif key.kind in ("constraint", "primary key", "index"):
-            out += key_claims(key, definition)
+            named = [k.name for k in found if k.kind == "column" and k.table == key.table]
+            out += key_claims(key, definition, named)
     return out
+
+
+def columns_of(table_claims: list[Claim]) -> list[str]:
+    """The columns the claims read, once each."""
+    return list(dict.fromkeys(c for claim in table_claims for c in (*claim.columns, *claim.grouped)))
 
 
 def column_claims(key: Key, definition: str) -> list[Claim]:
     column = sql.Identifier(key.name)
     out = []
     if meaning.not_null({key: definition}, key.table, key.name):
-        out.append(Claim(key.table, f"{key.name} is NOT NULL", sql.SQL("num_nulls(r.{}) > 0").format(column)))
+        out.append(
+            Claim(
+                key.table,
+                f"{key.name} is NOT NULL",
+                sql.SQL("num_nulls(r.{}) > 0").format(column),
+                columns=(key.name,),
+            )
+        )
     width = WIDTH.match(definition)
     if width:
         out.append(
@@ -64,18 +79,27 @@ def column_claims(key: Key, definition: str) -> list[Claim]:
                 key.table,
                 f"{key.name} holds at most {width[2]} characters",
                 sql.SQL("char_length(r.{}::text) > {}").format(column, sql.Literal(int(width[2]))),
+                columns=(key.name,),
             )
         )
     return out
 
 
-def key_claims(key: Key, definition: str) -> list[Claim]:
+def key_claims(key: Key, definition: str, table_columns: list[str]) -> list[Claim]:
     if "NOT VALID" in definition or DISABLED in definition or " WHERE " in definition:
         return []  # not claimed for every row, or not enforced (the catalog checks say so)
     name = key.name or "the primary key"
     check = meaning.check_parts(definition)
     if key.kind == "constraint" and check:
-        return [Claim(key.table, f"{name} is validated", sql.SQL("({}) IS FALSE").format(sql.SQL(check[0])))]
+        read = tuple(c for c in table_columns if mentions(check[0], c))
+        return [
+            Claim(
+                key.table,
+                f"{name} is validated",
+                sql.SQL("({}) IS FALSE").format(sql.SQL(check[0])),
+                columns=read,
+            )
+        ]
     foreign = FOREIGN_KEY.match(definition)
     if foreign:
         own, parent, theirs = names(foreign[1]), foreign[2].strip('"'), names(foreign[3])
@@ -91,6 +115,7 @@ def key_claims(key: Key, definition: str) -> list[Claim]:
                 sql.SQL("{present} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})").format(
                     present=present, parent=sql.Identifier("public", parent), match=match
                 ),
+                columns=tuple(own),
             )
         ]
     unique = UNIQUE_COLUMNS.match(definition)
@@ -105,7 +130,8 @@ def key_claims(key: Key, definition: str) -> list[Claim]:
 
 
 def statement(table: str, table_claims: list[Claim], limit: int) -> sql.Composed:
-    """Rows scanned, then per claim the rows that break it, over the first `limit` rows."""
+    """Rows scanned, then per claim the rows that break it, over the first `limit` rows (of
+    the columns the claims read)."""
     cut = sql.SQL(" LIMIT {}").format(sql.Literal(limit)) if limit else sql.SQL("")
     counts: list[sql.Composable] = [sql.SQL("count(*)")]
     for claim in table_claims:
@@ -122,6 +148,12 @@ def statement(table: str, table_claims: list[Claim], limit: int) -> sql.Composed
             )
         else:
             counts.append(sql.SQL("count(*) FILTER (WHERE {})").format(claim.breaks))
+    read = columns_of(table_claims)
     return sql.SQL(
-        "WITH rows AS MATERIALIZED (SELECT * FROM {table}{cut}) SELECT {counts} FROM rows r"
-    ).format(table=sql.Identifier("public", table), cut=cut, counts=sql.SQL(", ").join(counts))
+        "WITH rows AS MATERIALIZED (SELECT {read} FROM {table}{cut}) SELECT {counts} FROM rows r"
+    ).format(
+        read=sql.SQL(", ").join(sql.Identifier(c) for c in read) if read else sql.SQL("1"),
+        table=sql.Identifier("public", table),
+        cut=cut,
+        counts=sql.SQL(", ").join(counts),
+    )
