@@ -130,10 +130,11 @@ def key_claims(key: Key, definition: str, table_columns: list[str]) -> list[Clai
 
 
 def statement(table: str, table_claims: list[Claim], limit: int) -> sql.Composed:
-    """Rows scanned, then per claim the rows that break it, over the first `limit` rows (of
-    the columns the claims read)."""
+    """One row: the table, the rows scanned, and per claim the rows that break it, over the
+    first `limit` rows (of the columns the claims read). Statements of several tables join
+    with UNION ALL."""
     cut = sql.SQL(" LIMIT {}").format(sql.Literal(limit)) if limit else sql.SQL("")
-    counts: list[sql.Composable] = [sql.SQL("count(*)")]
+    counts: list[sql.Composable] = []
     for claim in table_claims:
         if claim.grouped:
             keys = sql.SQL(", ").join(sql.Identifier(c) for c in claim.grouped)
@@ -150,10 +151,13 @@ def statement(table: str, table_claims: list[Claim], limit: int) -> sql.Composed
             counts.append(sql.SQL("count(*) FILTER (WHERE {})").format(claim.breaks))
     read = columns_of(table_claims)
     return sql.SQL(
-        "WITH rows AS MATERIALIZED (SELECT {read} FROM {table}{cut}) SELECT {counts} FROM rows r"
+        "SELECT * FROM (WITH rows AS MATERIALIZED (SELECT {read} FROM {table}{cut})"
+        " SELECT {name}, count(*), ARRAY[{counts}]::bigint[] FROM rows r) {alias}"
     ).format(
         read=sql.SQL(", ").join(sql.Identifier(c) for c in read) if read else sql.SQL("1"),
         table=sql.Identifier("public", table),
         cut=cut,
+        name=sql.Literal(table),
         counts=sql.SQL(", ").join(counts),
+        alias=sql.Identifier(f"claims_{table}"),
     )
