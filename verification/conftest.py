@@ -286,9 +286,10 @@ def probe(target: Target) -> Iterator[Probe]:
         yield p
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def probe_code(target: Target) -> str:
-    """A stock code no real stock has (probe rows never touch real ones)."""
+    """A stock code no real stock has (probe rows never touch real ones; every probe rolls
+    back, so one code serves them all)."""
     for _ in range(5):
         code = "~" + secrets.token_hex(4)[:7]
         if not target.value("SELECT count(*) FROM stocks WHERE code = :c", c=code):

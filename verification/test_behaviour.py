@@ -17,10 +17,16 @@ from verification.db import Probe, Target, constraint_of, sqlstate
 CHECKLIST = "behaviour"
 
 
+@pytest.fixture(scope="session")
+def writes(target: Target) -> bool:
+    """Whether this role may write the tables the probes try (asked once)."""
+    return bool(target.value(WRITES))
+
+
 @pytest.fixture(autouse=True)
-def may_write(target: Target) -> None:
+def may_write(writes: bool) -> None:
     """Probes write (and roll back): a read-only role gets the catalog's verdict alone."""
-    if not target.value(WRITES):
+    if not writes:
         pytest.skip("the verifying role may not write: behaviour probes not run (the catalog checks stand)")
 
 
