@@ -172,12 +172,19 @@ def privileges(acl: str) -> dict[str, set[str]]:
 
 # Column defaults PostgreSQL evaluates to the same value: the transaction's start time.
 NOW = re.compile(r"\b(CURRENT_TIMESTAMP|LOCALTIMESTAMP|transaction_timestamp\(\))")
+NO_DEFAULT = re.compile(r" default NULL(?:::[a-z ]+(?:\([\d,]+\))?)?(?=( generated| collate|$))")
 
 
 def column(key: Key, want: str, have: str, context: Context) -> Weight:
-    if NOW.sub("now()", want) == NOW.sub("now()", have):
-        return Weight(NOTED, "a default spelled differently: the same value (the transaction's start)")
+    if default_form(want) == default_form(have):
+        return Weight(NOTED, "a default spelled differently: the same value")
     return Weight(FAILS)
+
+
+def default_form(definition: str) -> str:
+    """A column's definition with its default in a form equal values share: `DEFAULT NULL`
+    is no default; now(), CURRENT_TIMESTAMP, LOCALTIMESTAMP are the transaction's start."""
+    return NO_DEFAULT.sub("", NOW.sub("now()", definition))
 
 
 def index(key: Key, want: str, have: str, context: Context) -> Weight:

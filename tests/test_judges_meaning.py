@@ -125,7 +125,8 @@ NOTED = {
     ),
     "a default spelled differently that gives the same value": (
         "ALTER TABLE product_info ALTER COLUMN created_at SET DEFAULT CURRENT_TIMESTAMP;"
-        " ALTER TABLE financial_ratios ALTER COLUMN updated_at SET DEFAULT LOCALTIMESTAMP;",
+        " ALTER TABLE financial_ratios ALTER COLUMN updated_at SET DEFAULT LOCALTIMESTAMP;"
+        " ALTER TABLE stocks ALTER COLUMN sector SET DEFAULT NULL;",
         "found 'timestamp without time zone not null default CURRENT_TIMESTAMP' (a default spelled differently",
     ),
     "trigger functions pinned to an empty search_path, judged by their probes": (
