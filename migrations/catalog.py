@@ -1,14 +1,27 @@
 """The whole catalog of the `public` schema as comparable facts: key → definition.
 
 One query reads every table, column, comment, constraint, index, trigger, policy, function,
-sequence, view and enum type of `public` from pg_catalog (never through search_path: the
-definitions are rendered with an empty search_path, so every name is schema-qualified). The
-same facts are what a migration's contract declares (`migrations.contract`), what the runner
-compares for drift, and what verification diffs against the before-image.
+sequence, view, enum and domain of `public`, and the database's event triggers, from
+pg_catalog (never through search_path: the definitions are rendered with an empty
+search_path, so every name is schema-qualified); who
+owns each table, view, sequence and function, and who was granted what on them (the owner as
+`owner`, every privilege as `all`); and the database- and role-level settings that apply to
+the application's sessions here: this database's defaults and connection limits, and those
+of the roles that own or were granted `stocks` (LOGIN, CONNECTION LIMIT, VALID UNTIL too).
+The same facts are what a migration's contract declares (`migrations.contract`), what the
+runner compares for drift, and what verification diffs against the before-image;
+`migrations.meaning` says what a difference does (fails, or is only noted).
 
-Left out on purpose, because a correct deployment may change them: grants, statistics,
-storage parameters, CLUSTER marks, column order and the name of a primary key (its columns
-are the fact), and the indexes and constraints' own object ids.
+The facts say what the catalog claims, and how it works where the catalog can switch a thing
+off without changing its definition: a table whose triggers the catalog no longer loads
+(relhastriggers off), an index not maintained on writes (NOT READY), a foreign key whose
+enforcement triggers do not fire in ordinary sessions. Whether the rows hold what the catalog
+claims is the data checks' business (`verification/test_data.py`).
+
+Left out on purpose, because a correct deployment may change them: statistics, CLUSTER
+marks, table storage parameters, column order and the name of a primary key (its columns are
+the fact), and the indexes and constraints' own object ids. Index storage parameters are part
+of the index's definition: a difference there is noted, never failed.
 """
 
 from __future__ import annotations
@@ -25,6 +38,10 @@ class Key(NamedTuple):
     name: str = ""
 
     def __str__(self) -> str:
+        if self.kind == "setting":
+            return f"setting {self.name} of {self.table}"
+        if self.kind == "grant":
+            return f"grants on {self.table}"
         if self.kind == "comment":
             return f"comment on {self.table}{'.' + self.name if self.name else ''}"
         where = ".".join(part for part in (self.table, self.name) if part)
@@ -52,11 +69,24 @@ KINDS = (
     "sequence",
     "view",
     "type",
+    "event trigger",
+    "owner",
+    "grant",
+    "setting",
 )
 
 IMAGE_SQL = """
-WITH rel AS (
-    SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity
+WITH app_roles AS (  -- who acts as the application: stocks' owner, its grantees, their members
+    SELECT m.oid FROM pg_catalog.pg_roles m
+    WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                  LEFT JOIN LATERAL pg_catalog.aclexplode(c.relacl) g ON g.grantee <> 0
+                  WHERE c.oid = pg_catalog.to_regclass('public.stocks')
+                    AND (pg_catalog.pg_has_role(m.oid, c.relowner, 'MEMBER')
+                         OR pg_catalog.pg_has_role(m.oid, g.grantee, 'MEMBER')))
+),
+rel AS (
+    SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity,
+           c.relhastriggers, c.relowner, c.relacl
     FROM pg_catalog.pg_class c
     WHERE c.relnamespace = 'public'::regnamespace
       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
@@ -68,7 +98,10 @@ SELECT 'table', r.relname, '',
                  CASE r.relpersistence WHEN 'u' THEN 'unlogged' WHEN 't' THEN 'temporary' ELSE 'logged' END,
                  CASE WHEN r.relkind = 'p' THEN 'partitioned' END,
                  CASE WHEN r.relrowsecurity THEN 'row security enabled' END,
-                 CASE WHEN r.relforcerowsecurity THEN 'row security forced' END)
+                 CASE WHEN r.relforcerowsecurity THEN 'row security forced' END,
+                 CASE WHEN NOT r.relhastriggers AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                                                             WHERE t.tgrelid = r.oid)
+                      THEN 'triggers not loaded (relhastriggers off): none fires' END)
 FROM rel r WHERE r.relkind IN ('r', 'p')
 UNION ALL
 SELECT CASE r.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, r.relname, '',
@@ -103,7 +136,7 @@ SELECT CASE WHEN c.contype = 'p' THEN 'primary key' ELSE 'constraint' END, r.rel
        CASE WHEN c.contype = 'p' THEN '' ELSE c.conname END,
        pg_catalog.pg_get_constraintdef(c.oid)
        || CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                            WHERE t.tgconstraint = c.oid AND t.tgenabled <> 'O')
+                            WHERE t.tgconstraint = c.oid AND t.tgenabled IN ('D', 'R'))
                THEN ' (ENFORCEMENT TRIGGERS DISABLED: not checked)' ELSE '' END
 FROM rel r JOIN pg_catalog.pg_constraint c ON c.conrelid = r.oid
 UNION ALL
@@ -111,6 +144,7 @@ SELECT 'index', r.relname, ic.relname,
        regexp_replace(pg_catalog.pg_get_indexdef(i.indexrelid),
                       '^CREATE (UNIQUE )?INDEX \\S+ ON \\S+ ', '\\1')
        || CASE WHEN i.indisvalid THEN '' ELSE ' (INVALID)' END
+       || CASE WHEN i.indisready OR NOT i.indisvalid THEN '' ELSE ' (NOT READY: not maintained on writes)' END
 FROM rel r
 JOIN pg_catalog.pg_index i ON i.indrelid = r.oid
 JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
@@ -121,7 +155,8 @@ SELECT 'trigger', r.relname, t.tgname,
        regexp_replace(pg_catalog.pg_get_triggerdef(t.oid),
                       '^CREATE (CONSTRAINT )?TRIGGER \\S+ (.*?) ON \\S+ ', '\\2 ')
        || CASE t.tgenabled WHEN 'D' THEN ' (DISABLED)' WHEN 'A' THEN ' (ENABLE ALWAYS)'
-                           WHEN 'R' THEN ' (ENABLE REPLICA: fires only in replica sessions)' ELSE '' END
+                           WHEN 'R' THEN ' (ENABLE REPLICA: fires only in replica sessions)'
+                           WHEN 'O' THEN '' ELSE ' (tgenabled ' || t.tgenabled::text || ')' END
 FROM rel r JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.oid AND NOT t.tgisinternal
 UNION ALL
 SELECT 'rule', r.relname, w.rulename,
@@ -166,6 +201,74 @@ SELECT 'type', '', t.typname,
        'enum (' || (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
                     FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid) || ')'
 FROM pg_catalog.pg_type t WHERE t.typnamespace = 'public'::regnamespace AND t.typtype = 'e'
+UNION ALL
+SELECT 'type', '', t.typname,
+       'domain over ' || pg_catalog.format_type(t.typbasetype, t.typtypmod)
+       || CASE WHEN t.typnotnull THEN ' not null' ELSE '' END || coalesce(' default ' || t.typdefault, '')
+       || coalesce((SELECT ' ' || string_agg(pg_catalog.pg_get_constraintdef(c.oid), ' ' ORDER BY c.conname)
+                    FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid), '')
+FROM pg_catalog.pg_type t WHERE t.typnamespace = 'public'::regnamespace AND t.typtype = 'd'
+UNION ALL
+SELECT 'event trigger', '', e.evtname,
+       'ON ' || e.evtevent || coalesce(' WHEN TAG IN (' || array_to_string(e.evttags, ', ') || ')', '')
+       || ' EXECUTE FUNCTION ' || e.evtfoid::regprocedure::text
+       || CASE e.evtenabled WHEN 'D' THEN ' (DISABLED)' WHEN 'A' THEN ' (ENABLE ALWAYS)'
+                            WHEN 'R' THEN ' (ENABLE REPLICA: fires only in replica sessions)' ELSE '' END
+FROM pg_catalog.pg_event_trigger e
+WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_event_trigger'::regclass AND d.objid = e.oid
+                    AND d.deptype = 'e')
+UNION ALL
+SELECT 'owner', r.relname, '', pg_catalog.pg_get_userbyid(r.relowner)
+FROM rel r WHERE r.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+UNION ALL
+SELECT 'owner', '', p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')',
+       pg_catalog.pg_get_userbyid(p.proowner)
+FROM pg_catalog.pg_proc p
+WHERE p.pronamespace = 'public'::regnamespace
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'grant', r.relname, '', string_agg(g.who || ': ' || g.privileges, '; ' ORDER BY g.who)
+FROM rel r
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN a.grantee = r.relowner THEN 'owner' WHEN a.grantee = 0 THEN 'PUBLIC'
+                ELSE pg_catalog.pg_get_userbyid(a.grantee) END AS who,
+           CASE WHEN array_agg(a.privilege_type) @> (
+                    SELECT array_agg(d.privilege_type)
+                    FROM pg_catalog.aclexplode(pg_catalog.acldefault(
+                        CASE WHEN r.relkind = 'S' THEN 's' ELSE 'r' END::"char", r.relowner)) d)
+                THEN 'all' ELSE string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type) END AS privileges
+    FROM pg_catalog.aclexplode(coalesce(r.relacl, pg_catalog.acldefault(
+        CASE WHEN r.relkind = 'S' THEN 's' ELSE 'r' END::"char", r.relowner))) a
+    GROUP BY a.grantee
+) g
+WHERE r.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+GROUP BY r.relname
+UNION ALL
+SELECT 'setting', 'the database', o.name, o.value
+FROM pg_catalog.pg_database d,
+     LATERAL (VALUES ('ALLOW_CONNECTIONS', CASE WHEN NOT d.datallowconn THEN 'false' END),
+                     ('CONNECTION LIMIT', nullif(d.datconnlimit, -1)::text)) AS o(name, value)
+WHERE d.datname = pg_catalog.current_database() AND o.value IS NOT NULL
+UNION ALL
+SELECT 'setting', 'role ' || pg_catalog.quote_ident(a.rolname), o.name, o.value
+FROM pg_catalog.pg_roles a,
+     LATERAL (VALUES ('LOGIN', CASE WHEN NOT a.rolcanlogin THEN 'false' END),
+                     ('CONNECTION LIMIT', nullif(a.rolconnlimit, -1)::text),
+                     ('VALID UNTIL', a.rolvaliduntil::text)) AS o(name, value)
+WHERE a.oid IN (SELECT oid FROM app_roles) AND o.value IS NOT NULL
+UNION ALL
+SELECT 'setting',
+       CASE WHEN s.setrole = 0 THEN 'the database'
+            WHEN s.setdatabase = 0 THEN 'role ' || pg_catalog.quote_ident(o.rolname)
+            ELSE 'role ' || pg_catalog.quote_ident(o.rolname) || ' in the database' END,
+       split_part(cfg, '=', 1), substr(cfg, strpos(cfg, '=') + 1)
+FROM pg_catalog.pg_db_role_setting s
+LEFT JOIN pg_catalog.pg_roles o ON o.oid = s.setrole,
+     unnest(s.setconfig) cfg
+WHERE s.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+   OR (s.setdatabase = 0 AND s.setrole IN (SELECT oid FROM app_roles))
 """
 
 # Rendered with an empty search_path (every name in a definition schema-qualified) and fixed
@@ -200,8 +303,16 @@ def differences(expected: Mapping[Key, str | None], found: Mapping[Key, str]) ->
         want, have = expected.get(key), found.get(key)
         if key not in expected or want == have or (want == ANY and have is not None):
             continue
-        lines.append(f"{key}: expected {show(want)}, found {show(have)}")
+        lines.append(difference(key, want, have))
     return lines
+
+
+def difference(key: Key, want: str | None, have: str | None, declared: bool = True) -> str:
+    """One difference as a failure message says it (`declared` False: nothing declares it)."""
+    if not declared:
+        why = "not set before the deployment" if key.kind == "setting" else "no migration declares it"
+        return f"{key}: expected nothing ({why}), found {have!r}"
+    return f"{key}: expected {show(want)}, found {show(have)}"
 
 
 def show(value: str | None) -> str:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
-from migrations.catalog import ANY, Image, Key
+from migrations.catalog import ANY, Key
 
-__all__ = ["ANY", "Contract", "Key", "Rewrite", "fold", "function", "serial", "table"]
+__all__ = ["ANY", "Contract", "Key", "Rewrite", "fold", "function", "owned_like", "serial", "table"]
 
 
 # An expected image: None where an object must not exist.
@@ -50,6 +50,9 @@ class Contract:
     changes: Mapping[Key, str] = field(default_factory=dict)
     removes: tuple[Key, ...] = ()
     rewrites: tuple[Rewrite, ...] = ()
+    # facts whose text is data a rollback reads (a saved default in a comment): judged to the
+    # letter, never as documentation
+    data: tuple[Key, ...] = ()
 
     def apply(self, image: Mapping[Key, str | None]) -> Expected:
         """The image after this migration (None: the object must not exist)."""
@@ -79,6 +82,28 @@ def fold(contracts: Iterable[Contract], start: Mapping[Key, str | None] | None =
 
 # -- helpers to write contracts as a person reads a table definition ---------------------------
 
+# Who the application is: the owner of `stocks`. What a migration creates is owned like it, so
+# that the application's ALTER, VACUUM and TRUNCATE work on the new objects as on its own.
+APPLICATION_TABLE = "stocks"
+OWNER_ONLY = "owner: all"  # a new object's privileges: its owner's, and nobody else's
+# How the runner (and the plan's script) creates them so: an upgrade's DDL runs as the owner of
+# `stocks` where the deploying role may act as it (a member, or a superuser) and that owner may
+# create in public; the ledger's rows are then written as the deploying role again.
+AS_APPLICATION = """
+SELECT pg_catalog.set_config('role', o.rolname, true)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles o ON o.oid = c.relowner
+WHERE c.oid = pg_catalog.to_regclass('public.stocks') AND o.rolname <> current_user
+  AND pg_catalog.pg_has_role(current_user, o.oid, 'MEMBER')
+  AND pg_catalog.has_schema_privilege(o.oid, 'public', 'CREATE');
+"""
+AS_DEPLOYER = "SELECT pg_catalog.set_config('role', 'none', true);"
+
+
+def owned_like(table_name: str = APPLICATION_TABLE) -> Callable[[Mapping[Key, str | None]], str]:
+    """An owner fact's value: the owner `table_name` had in the image before the migration
+    (ANY where that image does not say: an image older than owners, or none)."""
+    return lambda before: before.get(Key("owner", table_name)) or ANY
+
 
 def table(
     name: str,
@@ -91,9 +116,14 @@ def table(
     indexes: Mapping[str, str] | None = None,
     triggers: Mapping[str, str] | None = None,
     persistence: str = "logged",
+    owner: Value | None = None,
 ) -> dict[Key, Value]:
-    """Every fact of a new table."""
-    facts: dict[Key, Value] = {Key("table", name): persistence}
+    """Every fact of a new table (owned like `stocks` unless `owner` says otherwise)."""
+    facts: dict[Key, Value] = {
+        Key("table", name): persistence,
+        Key("owner", name): owner or owned_like(),
+        Key("grant", name): OWNER_ONLY,
+    }
     facts.update({Key("column", name, col): definition for col, definition in columns.items()})
     if comment is not None:
         facts[Key("comment", name)] = comment
@@ -106,19 +136,28 @@ def table(
     return facts
 
 
-def serial(table_name: str, column: str = "id") -> tuple[str, Image]:
-    """An integer serial column's definition, and the fact of its sequence."""
+def serial(table_name: str, column: str = "id") -> tuple[str, dict[Key, Value]]:
+    """An integer serial column's definition, and the facts of its sequence (owned like its
+    table, as PostgreSQL requires of a sequence owned by a column)."""
     sequence = f"{table_name}_{column}_seq"
     return (
         f"integer not null default nextval('public.{sequence}'::regclass)",
-        {Key("sequence", "", sequence): f"integer, owned by {table_name}.{column}"},
+        {
+            Key("sequence", "", sequence): f"integer, owned by {table_name}.{column}",
+            Key("owner", sequence): owned_like(),
+            Key("grant", sequence): OWNER_ONLY,
+        },
     )
 
 
-def function(signature: str, returns: str, language: str, body: str) -> Image:
-    """A function of `public`: its signature `name(args)`, result, language and body."""
+def function(signature: str, returns: str, language: str, body: str) -> dict[Key, Value]:
+    """A function of `public`: its signature `name(args)`, result, language and body; owned
+    like `stocks`."""
     text = " ".join(body.split())
-    return {Key("function", "", signature): f"returns {returns} language {language}: {text}"}
+    return {
+        Key("function", "", signature): f"returns {returns} language {language}: {text}",
+        Key("owner", "", signature): owned_like(),
+    }
 
 
 def teardown(contracts: Iterable[Contract]) -> sql.Composed:

@@ -7,11 +7,12 @@ by `pytest verification --before FILE`; an earlier kit kept them as files in dat
 which the registry adopts once (`newest`). Expected state = the image + what each applied
 migration's contract declares.
 
-The file is gzip'd JSON lines: a header (database, time, catalog, and per rewritten column a
-digest: the count and hash sum of the rows the migration will change), then one line per
-row of each rewritten column. The header is all a passing verification reads, so it stays
-flat on a million stocks; the rows are read only to name what differs. Both are written and
-read as streams: memory stays flat too.
+The file is gzip'd JSON lines: a header (database, time, catalog, the catalog kinds it holds,
+a row count per table, and per rewritten column a digest: the count and hash sum of the rows
+the migration will change), then one line per row of each rewritten column. An image older
+than a field lacks it: verification then says what it could not check. The header is all a
+passing verification reads, so it stays flat on a million stocks; the rows are read only to
+name what differs. Both are written and read as streams: memory stays flat too.
 """
 
 from __future__ import annotations
@@ -37,6 +38,22 @@ DIR_ENV = "AZAK_IMAGES_DIR"
 DEFAULT_DIR = Path("data/images")
 STAMP = "%Y%m%d_%H%M%S_%f"
 MAX_HEADER = 64 << 20  # a real catalog is a few hundred kilobytes
+# Kinds of fact images hold since owners, grants and settings were read; an image without `kinds`
+# holds the others only.
+LATER_KINDS = ("owner", "grant", "setting", "event trigger")
+EXACT_UP_TO = 1_000_000  # rows: a table the planner puts above this keeps its estimate
+
+# Each table's rows: counted where the planner's estimate is small or unknown (a table never
+# analyzed, or just truncated), else the estimate (reltuples): enough to see a table emptied
+# or halved, at the cost of one bounded scan of the small ones.
+ROW_ESTIMATES = """
+SELECT c.relname, CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN c.reltuples::bigint END
+FROM pg_catalog.pg_class c
+WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  AND NOT c.relispartition
+"""
 
 
 NOTHING = sql.SQL("")
@@ -75,6 +92,8 @@ class BeforeImage:
     identity: str = ""  # `name on server N`: a same-named database of another server differs
     path: Path | None = None
     amended: list[str] = field(default_factory=list)  # why values differ from when it was taken
+    kinds: list[str] = field(default_factory=lambda: list(catalog.KINDS))  # the kinds of fact it holds
+    row_counts: dict[str, int] | None = None  # table → rows (None: an image older than them)
     source: str = ""  # where it was read from, as the report names it
     loader: Callable[[str], dict[str, Any]] | None = None  # a registry image's values
 
@@ -90,6 +109,8 @@ class BeforeImage:
             "catalog": [[*key, value] for key, value in self.catalog.items()],
             "digests": self.digests,
             **({"amended": self.amended} if self.amended else {}),
+            "kinds": self.kinds,
+            "row_counts": self.row_counts,
         }
 
     def values(self, rewrite: str) -> dict[str, Any]:
@@ -121,6 +142,7 @@ def keep(cur: Any, rewrites: list[Rewrite], applied: list[str], where: Path | No
         digests[str(rw)] = list(cur.fetchone())
     cur.execute(IDENTITY_SQL)
     image = BeforeImage(database, taken_at, facts, digests, list(applied), cur.fetchone()[0])
+    image.row_counts = row_counts(cur)
 
     def rows(out: IO[str]) -> None:
         for rw in present:  # the server writes each row's JSON line; COPY streams them to the file
@@ -141,6 +163,24 @@ def keep(cur: Any, rewrites: list[Rewrite], applied: list[str], where: Path | No
 
     write(image, rows, where)
     return image
+
+
+def row_counts(cur: Any) -> dict[str, int]:
+    """Every table's rows: counted (a scan that stops past EXACT_UP_TO rows) where the estimate
+    is small or unknown, else the planner's estimate."""
+    cur.execute(ROW_ESTIMATES)
+    counts = {}
+    for table, estimate in cur.fetchall():
+        if estimate is None or estimate <= EXACT_UP_TO:
+            cur.execute(
+                sql.SQL("SELECT count(*) FROM (SELECT FROM {} LIMIT {}) s").format(
+                    sql.Identifier("public", table), sql.Literal(EXACT_UP_TO + 1)
+                )
+            )
+            counted = int(cur.fetchone()[0])
+            estimate = counted if counted <= EXACT_UP_TO else max(counted, estimate or 0)
+        counts[table] = int(estimate)
+    return counts
 
 
 def as_text(value: Any) -> str | None:
@@ -198,7 +238,7 @@ def load(path: Path) -> BeforeImage:
             head.get("applied", []),
             head.get("identity", ""),
         )
-        return BeforeImage(
+        loaded = BeforeImage(
             head["database"],
             head["taken_at"],
             facts,
@@ -208,6 +248,10 @@ def load(path: Path) -> BeforeImage:
             path,
             head.get("amended", []),
         )
+        loaded.kinds = list(head.get("kinds") or [k for k in catalog.KINDS if k not in LATER_KINDS])
+        counts = head.get("row_counts")
+        loaded.row_counts = {str(t): int(n) for t, n in counts.items()} if isinstance(counts, dict) else None
+        return loaded
     except (OSError, EOFError, ValueError, KeyError, TypeError, StopIteration) as exc:
         raise UsageError(f"{path} is not a before-image file ({exc})") from None
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg2.extensions
 
 from migrations import ledger
+from migrations.contract import AS_APPLICATION, AS_DEPLOYER
 from migrations.steps import Ddl, Migration
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def script(migrations: list[Migration], settings: Settings) -> str:
                 bind("SET LOCAL statement_timeout = %s;", (f"{settings.statement_timeout_ms}ms",)),
             ]
             if isinstance(phase, Ddl):
-                out.append(phase.sql.strip())
+                out += [AS_APPLICATION.strip(), phase.sql.strip()]
             else:
                 out.append(
                     f"-- repeated, one transaction per batch of {settings.batch_size} codes,"
@@ -49,7 +50,7 @@ def script(migrations: list[Migration], settings: Settings) -> str:
                     "by": ledger.who(),
                     "ms": None,
                 }
-                out += [ledger.CREATE.strip(), bind(ledger.MARK, params)]
+                out += [ledger.CREATE.strip(), AS_DEPLOYER, bind(ledger.MARK, params)]
             out.append("COMMIT;")
     return "\n".join(out) + "\n"
 

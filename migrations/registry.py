@@ -26,7 +26,7 @@ from psycopg2.extensions import cursor as Cursor
 from migrations import catalog, image, ledger
 from migrations.contract import Rewrite
 from migrations.dburl import IDENTITY_SQL, URL, DeployError, connect, scalar
-from migrations.image import BeforeImage, as_text, changed_rows, digest_of, digest_sql
+from migrations.image import BeforeImage, as_text, changed_rows, digest_of, digest_sql, row_counts
 from migrations.steps import Migration
 
 SCHEMA = "azak_registry"
@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS azak_registry.images (
     database text NOT NULL,
     catalog jsonb NOT NULL,
     digests jsonb NOT NULL DEFAULT '{}',
-    source text NOT NULL
+    source text NOT NULL,
+    row_counts jsonb
 );
 CREATE TABLE IF NOT EXISTS azak_registry.rewrite_values (
     image bigint NOT NULL,
@@ -217,6 +218,10 @@ def take(
     cur.execute(catalog.PIN)
     cur.execute(TAKE, {"deployment": deployment, "before": before, "applied": applied})
     image_id = int(scalar(cur, "SELECT lastval()"))
+    cur.execute(
+        "UPDATE azak_registry.images SET row_counts = %s WHERE id = %s",
+        (json.dumps(row_counts(cur)), image_id),
+    )
     for rw in rewrites:
         there = (
             "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(format('public.%%I', %s))"
@@ -289,13 +294,13 @@ def yardstick(cur: Cursor) -> tuple[BeforeImage | None, dict[str, BeforeImage], 
     cur.execute(
         "SELECT DISTINCT ON (before_migration) id, before_migration, applied,"
         " to_char(taken_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF'), database, source, digests,"
-        " CASE WHEN before_migration IS NULL THEN catalog END"
+        " CASE WHEN before_migration IS NULL THEN catalog END, row_counts"
         " FROM azak_registry.images WHERE deployment = %s ORDER BY before_migration, id DESC",
         (deployment,),
     )
     base: BeforeImage | None = None
     rewrites: dict[str, BeforeImage] = {}
-    for image_id, before, applied, taken_at, identity, source, digests, facts in cur.fetchall():
+    for image_id, before, applied, taken_at, identity, source, digests, facts, counts in cur.fetchall():
         try:
             facts = {catalog.Key(k, t, n): v for k, t, n, v in facts or []}
         except (TypeError, ValueError):
@@ -312,6 +317,7 @@ def yardstick(cur: Cursor) -> tuple[BeforeImage | None, dict[str, BeforeImage], 
             source=f"{SCHEMA} image #{image_id} of deployment #{deployment} ({source}, {taken_at})",
             loader=values_loader(cur.connection, image_id),
         )
+        kept.row_counts = {str(t): int(n) for t, n in counts.items()} if isinstance(counts, dict) else None
         if before is None:
             base = kept
         else:

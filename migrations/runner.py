@@ -22,8 +22,8 @@ import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import batching, catalog, ledger, plan, registry
-from migrations.contract import fold
+from migrations import batching, catalog, ledger, meaning, plan, registry
+from migrations.contract import AS_APPLICATION, AS_DEPLOYER, fold
 from migrations.dburl import URL, DeployError, UsageError, connect, describe, mask, mask_text, scalar
 from migrations.progress import Progress
 from migrations.steps import Batches, Ddl, Migration, load_all
@@ -326,7 +326,7 @@ class Runner:
             where = f"{migration.name}:{direction}:{index}"
             fault(f"before:{where}")
             if isinstance(phase, Ddl):
-                self.run_ddl(migration, phase, where, state, started, first or last)
+                self.run_ddl(migration, phase, where, state, started, first or last, direction == "up")
             else:
                 if first and not last:  # a data phase first: say 'applying' / 'reverting' before it
                     self.finish(migration, marks[0], started)
@@ -345,10 +345,14 @@ class Runner:
         state: str | None,
         started: float,
         mark: bool,
+        as_application: bool = False,
     ) -> None:
-        """One DDL phase and, at the edges, its ledger change, in one transaction."""
+        """One DDL phase and, at the edges, its ledger change, in one transaction; an upgrade's
+        as the owner of `stocks` where it may (what it creates is then the application's)."""
 
         def work(cur: Cursor) -> None:
+            if as_application:
+                cur.execute(AS_APPLICATION)
             if phase.kept:
                 cur.execute(phase.kept)
                 self.note_kept(cur, migration, cur.fetchall())
@@ -396,6 +400,7 @@ class Runner:
         if state is None:
             cur.execute(ledger.FORGET, {"name": migration.name})
             return
+        cur.execute(AS_DEPLOYER)  # who deployed is who is recorded
         cur.execute(
             ledger.MARK,
             {
@@ -636,17 +641,22 @@ def judge(
     anything more on the tables they create. A created table that is missing is one line."""
     expected = fold((m.contract for m in migrations), start)
     owner = {key: m.name for m in migrations for key in m.contract.keys}
+    # what only documents or tunes (a comment, storage parameters, a plain index) is no drift
+    context = meaning.Context(found, frozenset(k for m in migrations for k in m.contract.data))
     problems: list[str] = []
     for m in migrations:
         gone = [t for t in m.contract.created_tables() if catalog.Key("table", t) not in found]
         problems += [f"{m.name}: {missing.format(table)}" for table in gone]
         mine = {k: v for k, v in expected.items() if owner.get(k) == m.name and k not in skip}
         mine = {k: v for k, v in mine.items() if k.table not in gone}
-        problems += [f"{m.name}: {line}" for line in catalog.differences(mine, found)]
+        problems += [f"{m.name}: {line}" for line in meaning.differences(mine, found, context)]
         created = set(m.contract.created_tables()) - set(gone)
         problems += [
             f"{m.name}: {key}: not in the contracts, found {value!r}"
             for key, value in sorted(found.items(), key=lambda kv: catalog.sort_key(kv[0]))
-            if key.table in created and key not in expected and key not in skip
+            if key.table in created
+            and key not in expected
+            and key not in skip
+            and meaning.weigh(key, None, value, context, declared=False).verdict != meaning.NOTED
         ]
     return problems

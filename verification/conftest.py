@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,18 +29,17 @@ import pytest
 from migrations import catalog, history, image, ledger, registry
 from migrations.dburl import URL, DeployError, UsageError, describe, mask, mask_text, resolve, scrub
 from migrations.steps import load_all
-from verification import operations
+from verification import behaviour, operations
 from verification.advice import DIFFERENCES
-from verification.db import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS, Probe, Target
+from verification.db import LOCK_TIMEOUT_MS, MAX_ROW_LOSS, SCAN_ROWS, STATEMENT_TIMEOUT_MS, Probe, Target
 from verification.repairs import Difference
-from verification.report import DeploymentReport
+from verification.report import DeploymentReport, note
 from verification.state import ALIASES, Judge, State, check, target_name
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when --app-models is given
     from verification.models import Models
 
 TARGETS = pytest.StashKey[dict[str, Target]]()  # by masked URL, in the order given
-ALLOWED = pytest.StashKey[list[str]]()  # differences allowed by --allow, as found
 LEDGER_HEAD = pytest.StashKey[str]()  # --to ledger: the state the ledger records
 BEFORE = pytest.StashKey[image.BeforeImage]()  # --before FILE, read once
 APP_MODELS = pytest.StashKey[Any]()  # --app-models, imported once (verification.models.Models)
@@ -133,6 +132,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="MS",
         help=f"statement_timeout of every check's session (default {STATEMENT_TIMEOUT_MS})",
     )
+    # -- the data checks (test_data.py) --
+    group.addoption(
+        "--max-row-loss",
+        type=fraction,
+        default=MAX_ROW_LOSS,
+        metavar="F",
+        help=f"the share of a table's rows (0..1) it may lose since the before-image: the application"
+        f" deletes rows; more is a loss (default {MAX_ROW_LOSS}; 1: never judged)",
+    )
+    group.addoption(
+        "--scan-rows",
+        type=int,
+        default=SCAN_ROWS,
+        metavar="N",
+        help=f"rows per table the data checks try against the catalog's word (default {SCAN_ROWS:,};"
+        " 0: every row)",
+    )
     group.addoption(
         "--record",
         default=None,
@@ -140,6 +156,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="deployment record to append this run's row to (default $AZAK_RECORD, else "
         "data/deployments.md; 'none': no record)",
     )
+
+
+def fraction(text: str) -> float:
+    """--max-row-loss: a share of rows, 0..1."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError(text)
+    return value
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -398,9 +422,10 @@ def probe(target: Target) -> Iterator[Probe]:
         yield p
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def probe_code(target: Target) -> str:
-    """A stock code no real stock has (probe rows never touch real ones)."""
+    """A stock code no real stock has (probe rows never touch real ones; every probe rolls
+    back, so one code serves them all)."""
     for _ in range(5):
         code = "~" + secrets.token_hex(4)[:7]
         if not target.value("SELECT count(*) FROM stocks WHERE code = :c", c=code):
@@ -461,34 +486,48 @@ def app_models(request: pytest.FixtureRequest) -> Models:
     return models
 
 
+@pytest.fixture(scope="session")
+def categories(target: Target) -> dict[str, str]:
+    """pg_settings' category of every setting the server knows (lower-case names)."""
+    return dict(target.rows("SELECT lower(name), category FROM pg_catalog.pg_settings"))
+
+
 @pytest.fixture
-def judge(request: pytest.FixtureRequest, state: State, found: catalog.Image) -> Judge:
+def judge(
+    request: pytest.FixtureRequest,
+    state: State,
+    found: catalog.Image,
+    target: Target,
+    categories: dict[str, str],
+) -> Judge:
     """`judge(group)`: the group's facts are as expected, or the check fails listing every
-    difference; allowed ones are kept for the terminal and the report."""
-    notes: list[str] = request.config.stash.setdefault(ALLOWED, [])
+    difference; allowed and harmless ones are noted (terminal, report, record)."""
     allowed = list(request.config.getoption("--allow"))
 
-    def judged(group: str, troubleshoot: Any = None) -> None:
+    def by_behaviour(key: catalog.Key, want: str, have: str) -> tuple[bool, str]:
+        return behaviour.judge(target, found, key, want, have)
+
+    def judged(group: str, troubleshoot: Callable[[], list[str]] | None = None) -> None:
+        notes: list[str] = []
         try:
-            check(state, found, group, allowed, notes, troubleshoot)
+            check(state, found, group, allowed, notes, troubleshoot, categories, by_behaviour)
         except AssertionError:  # what differs, for the advice
-            request.node.stash[DIFFERENCES] = differences(state, found, group, allowed)
+            request.node.stash[DIFFERENCES] = differences(state, found, group, allowed, categories)
             raise
+        finally:
+            note(request, notes)
 
     return judged
 
 
-def differences(state: State, found: catalog.Image, group: str, allowed: list[str]) -> list[Difference]:
-    """The facts of a group that differ (not allowed), with what each should be and is."""
-    keys = {str(k): k for k in (*state.expected, *found)}
-    subjects = [line.split(": ", 1)[0] for line in state.judge(found, group).allow(allowed).lines]
+def differences(
+    state: State, found: catalog.Image, group: str, allowed: list[str], categories: dict[str, str]
+) -> list[Difference]:
+    """The facts of a group that fail (not allowed, not noted), with what each should be and is."""
+    judgement = state.judge(found, group, categories).allow(allowed)
+    keys = [k for k in (*state.expected, *found)]
+    subjects = {line.split(": ", 1)[0] for line in judgement.lines}
+    subjects |= {str(d.key) for d, _ in judgement.behaviour}
     return [
-        Difference(keys[s], state.expected.get(keys[s]), found.get(keys[s])) for s in subjects if s in keys
+        Difference(k, state.expected.get(k), found.get(k)) for k in dict.fromkeys(keys) if str(k) in subjects
     ]
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    """Allowed differences are shown, never silently passed."""
-    allowed: list[str] = config.stash.get(ALLOWED, [])
-    for line in dict.fromkeys(allowed):
-        terminalreporter.write_line(line)

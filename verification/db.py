@@ -19,6 +19,8 @@ from migrations.dburl import IDENTITY_SQL, URL, connect
 
 STATEMENT_TIMEOUT_MS = 5000
 LOCK_TIMEOUT_MS = 1000
+SCAN_ROWS = 5_000  # rows per table the data checks try (the first in storage order)
+MAX_ROW_LOSS = 0.5  # the share of a table's rows it may lose since the before-image
 # Probe rows carry explicit ids from here down: never a real row, never a sequence value.
 PROBE_ID = -2_000_000_001
 # `:name` placeholders (not `::type` casts), as the checks write them.

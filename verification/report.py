@@ -53,6 +53,15 @@ BY_FUNCTION = {"test_application_": "application", "test_log_": "logs", "test_ba
 TROUBLESHOOTING = 'README.md, section "Troubleshooting"'
 # The options of a run that change its verdict: kept in the verification commands it advises.
 JUDGING = ("--before", "--backup-dir", "--allow", "--env-name", "--record")
+# A check's user property: a difference it passes but shows ("allowed: ...", "noted: ...").
+NOTE = "us001-note"
+NOTES_SHOWN = 20  # in the terminal; the HTML report shows every one
+
+
+def note(request: pytest.FixtureRequest, lines: list[str]) -> None:
+    """Differences a check passes but shows (allowed, harmless, not checked): carried by the
+    check's report (xdist too) to the terminal, the HTML report and the record."""
+    request.node.user_properties.extend((NOTE, line) for line in lines)
 
 
 def checklist_of(module_name: str, function_name: str, declared: object = None) -> str:
@@ -167,6 +176,7 @@ class DeploymentReport:
         self.checks: dict[str, Check] = {}
         self.said: dict[str, list[str]] = {"note": [], "advice": []}  # checks' record_property lines
         self.actions: dict[str, Any] = {}  # this run's row in each database's history (history.Action)
+        self.notes: dict[str, None] = {}  # noted and allowed differences, in order, once each
         self.html_report: Any = None
         self.record_path = record_path(config)
         self.record_error = ""
@@ -321,6 +331,8 @@ class DeploymentReport:
             report.nodeid.split("::")[0].removesuffix(".py"), report.nodeid.split("::")[-1]
         )
         database = getattr(report, "database", None)
+        prefix = f"{database}: " if database and len(self.targets) > 1 else ""
+        self.notes.update((prefix + str(v), None) for k, v in report.user_properties if k == NOTE)
         check = self.checks.setdefault(report.nodeid, Check(report.nodeid, item, database))
         for kind, text in report.user_properties:
             if kind in self.said and text not in self.said[kind]:
@@ -416,12 +428,23 @@ class DeploymentReport:
                 write(f"      ... and {len(verdict.failed) - 5} more")
         for note in self.said["note"]:
             write(f"  {note}")
+        self.write_notes(write)
         write("what to do now:")
         for number, step in enumerate(self.next_steps(), 1):
             write(f"  {number}. {step.text}")
             for command in step.commands:
                 for line in command.splitlines():
                     write(f"       {line}")
+
+    def write_notes(self, write: Any) -> None:
+        """Allowed and noted differences: passed, never silently."""
+        notes = list(self.notes)
+        if notes:
+            write(f"noted, not failing ({len(notes)}): what changes nothing the application does")
+        for line in notes[:NOTES_SHOWN]:
+            write(f"  {line}")
+        if len(notes) > NOTES_SHOWN:
+            write(f"  ... and {len(notes) - NOTES_SHOWN} more (the HTML report lists every one)")
 
     # -- the record -----------------------------------------------------------------------
 
@@ -451,6 +474,9 @@ class DeploymentReport:
         unchecked = self.unchecked()
         if unchecked:
             notes.append("not checked: " + ", ".join(f"{v.item} ({v.reason})" for v in unchecked))
+        if self.notes:
+            first = one_line(next(iter(self.notes)), 120)
+            notes.append(f"noted {len(self.notes)} (first: {first})")
         notes.append(self.facts.get("Failed databases") or self.facts["Database"])
         return record.Entry(
             action=f"verify {self.facts['Expected state']}",
@@ -505,6 +531,12 @@ class DeploymentReport:
                 "<section id='us001-failures'><h2>Failures: expected vs found</h2>"
                 f"<ol>{failures}</ol></section>"
                 if failures
+                else ""
+            )
+            + (
+                "<section id='us001-notes'><h2>Noted, not failing: what changes nothing the application does"
+                f"</h2><ul>{''.join(f'<li>{e(n)}</li>' for n in self.notes)}</ul></section>"
+                if self.notes
                 else ""
             )
             + "<section id='us001-facts'><h2>This run</h2>"

@@ -11,20 +11,22 @@ import pytest
 
 from migrations.catalog import Key
 from migrations.dburl import describe
+from verification.behaviour import MAY_REPLICATE, WRITES
 from verification.db import Probe, Target, constraint_of, sqlstate
 
 CHECKLIST = "behaviour"
-WRITES = (
-    "SELECT bool_and(has_table_privilege(t, 'INSERT, UPDATE, DELETE'))"
-    " FROM unnest(ARRAY['public.stocks', 'public.product_info', 'public.financial_ratios']) t"
-    " WHERE to_regclass(t) IS NOT NULL"
-)
+
+
+@pytest.fixture(scope="session")
+def writes(target: Target) -> bool:
+    """Whether this role may write the tables the probes try (asked once)."""
+    return bool(target.value(WRITES))
 
 
 @pytest.fixture(autouse=True)
-def may_write(target: Target) -> None:
+def may_write(writes: bool) -> None:
     """Probes write (and roll back): a read-only role gets the catalog's verdict alone."""
-    if not target.value(WRITES):
+    if not writes:
         pytest.skip("the verifying role may not write: behaviour probes not run (the catalog checks stand)")
 
 
@@ -106,11 +108,16 @@ COUNT_ROWS = {
     "product_info": "SELECT count(*) FROM product_info WHERE stock_code = :code",
     "financial_ratios": "SELECT count(*) FROM financial_ratios WHERE stock_code = :code",
 }
+# An UPDATE that changes nothing but what the trigger does: (updated_at, every other column).
 TOUCH_ROW = {
-    "product_info": "UPDATE product_info SET stock_code = stock_code WHERE id = :id"
-    " RETURNING updated_at::text",
-    "financial_ratios": "UPDATE financial_ratios SET stock_code = stock_code WHERE id = :id"
-    " RETURNING updated_at::text",
+    "product_info": "UPDATE product_info t SET stock_code = stock_code WHERE id = :id"
+    " RETURNING updated_at::text, to_jsonb(t) - 'updated_at'",
+    "financial_ratios": "UPDATE financial_ratios t SET stock_code = stock_code WHERE id = :id"
+    " RETURNING updated_at::text, to_jsonb(t) - 'updated_at'",
+}
+ROW_NOW = {
+    "product_info": "SELECT to_jsonb(t) - 'updated_at' FROM product_info t WHERE id = :id",
+    "financial_ratios": "SELECT to_jsonb(t) - 'updated_at' FROM financial_ratios t WHERE id = :id",
 }
 
 
@@ -168,11 +175,14 @@ def test_update_moves_updated_at_to_now(probe: Probe, probe_code: str, table: st
     probe.execute("SET LOCAL TimeZone = 'Asia/Seoul'")  # the application's zone: UTC would be 9 h off
     probe.add_stock(probe_code)
     row_id = probe.add_product(probe_code) if table == "product_info" else probe.add_ratio(probe_code)
-    (updated,) = probe.execute(TOUCH_ROW[table], id=row_id)[0]
+    (was,) = probe.execute(ROW_NOW[table], id=row_id)[0]
+    (updated, rest) = probe.execute(TOUCH_ROW[table], id=row_id)[0]
     (off,) = probe.execute("SELECT extract(epoch FROM CAST(:u AS timestamp) - localtimestamp)", u=updated)[0]
     assert abs(off) < 60, (
         f"an UPDATE of {table} should set updated_at to now (its trigger); it is {updated}, {off:+.0f} s off"  # noqa: S608
     )
+    changed = {k: (was.get(k), v) for k, v in rest.items() if was.get(k) != v}
+    assert not changed, f"an UPDATE of {table} should change nothing but updated_at; it changed {changed}"
 
 
 def priorities_after(probe: Probe, write: str, code: str) -> dict[int | None, object]:
@@ -186,7 +196,8 @@ def priorities_after(probe: Probe, write: str, code: str) -> dict[int | None, ob
 
 INSERT_STOCK = (
     "INSERT INTO stocks (id, code, name, priority, is_active, created_at, updated_at)"
-    " VALUES (:id, :code, 'verification probe', :p, false, now(), now()) RETURNING priority"
+    " VALUES (:id, :code, 'verification probe', :p, false, now(), now())"
+    " RETURNING CASE WHEN name = 'verification probe' AND NOT is_active THEN priority END"
 )
 UPDATE_PRIORITY = "UPDATE stocks SET priority = :p WHERE code = :code AND id <> :id RETURNING priority"
 
@@ -207,4 +218,38 @@ def test_priority_update_stays_1(probe: Probe, probe_code: str) -> None:
     wrong = {sent: value for sent, value in got.items() if value != 1}
     assert not wrong, "setting a stock's priority should leave 1; " + ", ".join(
         f"set {sent}, found {value}" for sent, value in wrong.items()
+    )
+
+
+# A stock its batch has not reached: written in a replica session (no ordinary trigger fires).
+BEFORE_ITS_BATCH = (
+    "SET LOCAL session_replication_role = replica;"
+    " INSERT INTO stocks (id, code, name, priority, is_active, created_at, updated_at)"
+    " VALUES (:id, :code, 'verification probe', 5, false, now(), now());"
+    " SET LOCAL session_replication_role = origin;"
+    " SELECT priority FROM stocks WHERE code = :code"
+)
+# The application's update of it, then its priority and the original saved for the rollback.
+UPDATED_AND_SAVED = (
+    "UPDATE stocks SET priority = 3 WHERE code = :code;"
+    " SELECT s.priority, b.priority FROM stocks s LEFT JOIN stocks_priority_backup b USING (code)"
+    " WHERE s.code = :code"
+)
+
+
+@pytest.mark.needs(PRIORITY_TRIGGER, Key("table", "stocks_priority_backup"))
+def test_a_write_before_its_batch_keeps_the_original(target: Target, probe: Probe, probe_code: str) -> None:
+    """What the rollback restores: a stock the batches have not reached yet (its priority
+    still 5, written here in a replica session, which fires no ordinary trigger) that the
+    application updates keeps its original in stocks_priority_backup, and becomes 1."""
+    if not target.value(MAY_REPLICATE, name="stocks_priority_deprecated"):
+        pytest.skip(
+            "a stock before its batch needs a replica session its trigger does not fire in (superuser)"
+        )
+    if probe.execute(BEFORE_ITS_BATCH, id=probe.new_id(), code=probe_code) != [(5,)]:
+        pytest.skip("no stock can be placed before its batch: the trigger fires in replica sessions too")
+    (now, saved) = probe.execute(UPDATED_AND_SAVED, code=probe_code)[0]
+    assert (now, saved) == (1, 5), (
+        "an update of a stock its batch has not reached should save its original (5) for the rollback"
+        f" and leave 1; found priority {now}, saved {saved if saved is not None else 'nothing'}"
     )

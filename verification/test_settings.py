@@ -1,8 +1,11 @@
 """Checklist: settings that change what the application's sessions do without any table
-changing — triggers and foreign keys switched off, or its table names resolved elsewhere."""
+changing — triggers and foreign keys switched off, its table names resolved elsewhere, and
+every database or role default left behind (read-only sessions, timeouts, ...)."""
 
+from migrations import catalog
+from migrations.runner import LOCK_KEY
 from verification.db import Target
-from verification.state import State
+from verification.state import Judge, State
 
 CHECKLIST = "settings"
 
@@ -77,3 +80,46 @@ def test_sessions_find_the_deployments_tables_in_public(state: State, target: Ta
         found = [row[0] for row in target.rows(SHADOWS, schemas=schemas, tables=tables)] if schemas else []
         shadowed += [f"{who(role)} ({setting}) resolves {name.split('.')[1]} to {name}" for name in found]
     assert not shadowed, "sessions should find the deployment's tables in public; " + "; ".join(shadowed)
+
+
+def test_database_and_role_settings_are_as_before(judge: Judge) -> None:
+    """The defaults this database and the application's roles give every session, as the
+    before-image holds them: one that decides whether and how statements run (read-only,
+    timeouts, row security, an unknown or the kit's own setting) fails; one that only shapes
+    how values are shown or plans made is noted."""
+    judge("settings")
+
+
+# Sessions left holding what the application writes: locks that block its writes, kept by a
+# session idle in its transaction; the kit's deployment lock, which the next deployment waits
+# for; prepared transactions, which keep their locks until someone ends them.
+HELD = """
+SELECT format('pid %s (%s, %s since %s) holds %s on %s', l.pid, a.usename, a.state,
+              to_char(a.state_change, 'YYYY-MM-DD HH24:MI:SS'), l.mode,
+              coalesce(c.relname, 'the deployment lock'))
+FROM pg_catalog.pg_locks l
+JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+LEFT JOIN pg_catalog.pg_class c ON l.locktype = 'relation' AND c.oid = l.relation
+WHERE l.granted AND l.pid <> pg_catalog.pg_backend_pid()
+  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+  AND ((l.locktype = 'relation' AND a.state LIKE 'idle in transaction%' AND c.relname = ANY(:tables)
+        AND c.relnamespace = 'public'::regnamespace
+        AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'))
+       OR (l.locktype = 'advisory' AND l.classid = :high AND l.objid = :low))
+UNION ALL
+SELECT format('prepared transaction %s of %s since %s keeps its locks until COMMIT or ROLLBACK PREPARED',
+              gid, owner, to_char(prepared, 'YYYY-MM-DD HH24:MI:SS'))
+FROM pg_catalog.pg_prepared_xacts WHERE database = pg_catalog.current_database()
+ORDER BY 1
+"""
+
+
+def test_no_session_left_holding_the_tables_or_the_deployment_lock(
+    state: State, found: catalog.Image, target: Target
+) -> None:
+    high, low = LOCK_KEY
+    held = [row[0] for row in target.rows(HELD, tables=state.touched(found), high=high, low=low)]
+    assert not held, (
+        "no session should be left holding what the application writes or the next deployment needs; "
+        + "; ".join(held)
+    )

@@ -59,4 +59,5 @@ END""",
         " was 크롤링 우선순위 (1~5)",
     },
     rewrites=(Rewrite("stocks", "code", "priority", writes="1"),),
+    data=(Key("comment", "stocks_priority_backup"),),  # the downgrade restores from it
 )

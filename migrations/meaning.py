@@ -1,0 +1,291 @@
+"""What a difference between a catalog fact and what is expected of it does.
+
+A difference **fails** when it changes what the application can do (read, write, which rows
+are accepted, what a cascade or a trigger does, who may do it), what a rollback can restore,
+or what the next deployment will meet. Otherwise it is **noted**: documentation (comments),
+physical storage (index storage parameters), the application's own tuning (a plain index), a
+trigger that never fires (disabled, and not one a migration makes), settings that only shape
+how values are shown or plans made, and forms PostgreSQL treats as the same: MATCH FULL on NOT
+NULL columns, ENABLE ALWAYS where enabled is due (more sessions, never fewer), a function
+pinned to `search_path = pg_catalog, public`, a body that differs only in case, comments or
+`:=` for `=`.
+
+Where the text of a CHECK or of a function body differs otherwise, the catalog cannot tell:
+the verdict is BEHAVIOUR, and verification judges it on values (verification/behaviour.py);
+the runner, which cannot, treats it as drift.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from migrations import catalog
+from migrations.catalog import ANY, Key
+
+SAME, NOTED, BEHAVIOUR, FAILS = "same", "noted", "behaviour", "fails"
+
+# Settings that shape how values are shown, how plans are made or what is logged: never what
+# runs (pg_settings' categories). Everything else fails: it decides whether and how the
+# application's statements run (read-only, timeouts, replication role, row security, literal
+# syntax), and a setting the server does not know (an extension's, the kit's own azak.*)
+# cannot be shown harmless.
+HARMLESS_CATEGORIES = (
+    "Client Connection Defaults / Locale and Formatting",
+    "Reporting and Logging",
+    "Resource Usage",
+    "Query Tuning",
+    "Statistics",
+)
+SETTING_NOTES = {
+    # name resolution has its own check: test_sessions_find_the_deployments_tables_in_public
+    "search_path": "name resolution is judged by the check that sessions find the tables in public",
+    "default_transaction_isolation": "an isolation level changes when concurrent transactions"
+    " conflict, not which rows are accepted",
+}
+HARMFUL_SETTINGS = {"client_encoding"}  # text the server cannot convert fails to reach the application
+# Statement-behaviour settings that shape messages, maintenance, storage or representation
+# only: whether and what a statement does stays the same.
+QUIET_SETTINGS = {
+    "client_min_messages",
+    "check_function_bodies",
+    "gin_pending_list_limit",
+    "default_toast_compression",
+    "default_transaction_deferrable",
+    "default_tablespace",
+    "temp_tablespaces",
+    "bytea_output",
+    "xmlbinary",
+    "xmloption",
+}
+
+STORAGE = re.compile(r" WITH \((?:[^()']|'(?:[^']|'')*')*\)")
+FK_COLUMNS = re.compile(r"^FOREIGN KEY \(([^)]*)\)")
+HARDENED_PATHS = (["pg_catalog", "public"], ["public"])
+SEARCH_PATH = re.compile(r"(?:^|, )search_path=(.*?)(?=, [\w.]+=|$)")
+
+
+@dataclass(frozen=True)
+class Weight:
+    """A difference's verdict and, unless it fails, why."""
+
+    verdict: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a verdict may depend on besides the two definitions."""
+
+    found: Mapping[Key, str] = field(default_factory=dict)  # the whole catalog (NOT NULL columns)
+    data: frozenset[Key] = frozenset()  # facts holding data a rollback reads: judged to the letter
+    categories: Mapping[str, str] = field(default_factory=dict)  # setting (lower case) → category
+
+
+def weigh(key: Key, want: str | None, have: str | None, context: Context, declared: bool = True) -> Weight:
+    """The verdict on `have` where `want` is expected (None: must not exist). `declared` False:
+    nothing declares the fact at all (an extra object on a judged table)."""
+    if want == have or (want == ANY and have is not None):
+        return Weight(SAME)
+    if key.kind == "comment" and key not in context.data:
+        return Weight(NOTED, "a comment is documentation: nothing the application does changes")
+    if key.kind == "setting":
+        return setting(key, context)
+    if not declared and have is not None:
+        return extra(key, have, context)
+    if want is None or have is None:
+        return Weight(FAILS)
+    judges = {
+        "index": index,
+        "constraint": constraint,
+        "trigger": trigger,
+        "event trigger": trigger,
+        "function": function,
+        "grant": grants,
+        "column": column,
+    }
+    return judges[key.kind](key, want, have, context) if key.kind in judges else Weight(FAILS)
+
+
+def differences(expected: Mapping[Key, str | None], found: Mapping[Key, str], context: Context) -> list[str]:
+    """catalog.differences, less what is only noted: the differences that matter, or that
+    only behaviour could clear (the runner cannot judge behaviour)."""
+    return [
+        catalog.difference(key, expected[key], found.get(key))
+        for key in sorted(expected, key=catalog.sort_key)
+        if weigh(key, expected[key], found.get(key), context).verdict in (FAILS, BEHAVIOUR)
+    ]
+
+
+def extra(key: Key, have: str, context: Context) -> Weight:
+    """An object no migration declares, on a table the deployment answers for."""
+    if key.kind == "index" and plain_index(have):
+        return Weight(NOTED, "a plain index (tuning): the same rows are accepted")
+    if key.kind in ("trigger", "rule", "event trigger") and have.endswith(" (DISABLED)"):
+        return Weight(NOTED, f"a disabled {key.kind} never fires")
+    if key.kind == "policy" and "row security" not in context.found.get(Key("table", key.table), ""):
+        return Weight(NOTED, "row security is off on the table: the policy applies to no one")
+    if key.kind == "grant":
+        return Weight(NOTED, "privileges given: whoever could before still can")
+    if key.kind == "constraint" and check_parts(have) and "NOT VALID" not in have:
+        return Weight(BEHAVIOUR, "a CHECK nothing declares, against what the table accepts anyway")
+    return Weight(FAILS)
+
+
+def plain_index(definition: str) -> bool:
+    """Not unique, valid and maintained: it refuses no row a table without it accepts."""
+    return not definition.startswith("UNIQUE") and not re.search(
+        r" \((INVALID|NOT READY[^)]*)\)$", definition
+    )
+
+
+def setting(key: Key, context: Context) -> Weight:
+    """A database or role default: by what the setting decides."""
+    name = key.name.lower()
+    path = context.found.get(key)
+    if name == "search_path" and path is not None and "public" not in path.replace('"', "").split(", "):
+        return Weight(FAILS)  # the application's tables are not found at all
+    if name in SETTING_NOTES:
+        return Weight(NOTED, SETTING_NOTES[name])
+    category = context.categories.get(name, "")
+    if name not in HARMFUL_SETTINGS and category.startswith(HARMLESS_CATEGORIES):
+        return Weight(NOTED, f"{category}: how values are shown or plans made, not what runs")
+    if name in QUIET_SETTINGS or name.startswith("vacuum_"):
+        return Weight(NOTED, "messages, maintenance or storage: not whether or what a statement does")
+    return Weight(FAILS)
+
+
+def grants(key: Key, want: str, have: str, context: Context) -> Weight:
+    """Privileges: every role keeps what it had (more is noted)."""
+    wanted, got = privileges(want), privileges(have)
+    if all("all" in got.get(who, set()) or held <= got.get(who, set()) for who, held in wanted.items()):
+        return Weight(NOTED, "privileges given: whoever could before still can")
+    return Weight(FAILS)
+
+
+def privileges(acl: str) -> dict[str, set[str]]:
+    """`owner: all; PUBLIC: SELECT` as role → privileges."""
+    pairs = (entry.partition(": ") for entry in acl.split("; ") if entry)
+    return {who: set(held.split(", ")) for who, _, held in pairs}
+
+
+# Column defaults PostgreSQL evaluates to the same value: the transaction's start time.
+NOW = re.compile(r"\b(CURRENT_TIMESTAMP|LOCALTIMESTAMP|transaction_timestamp\(\))")
+NO_DEFAULT = re.compile(r" default NULL(?:::[a-z ]+(?:\([\d,]+\))?)?(?=( generated| collate|$))")
+
+
+def column(key: Key, want: str, have: str, context: Context) -> Weight:
+    if default_form(want) == default_form(have):
+        return Weight(NOTED, "a default spelled differently: the same value")
+    return Weight(FAILS)
+
+
+def default_form(definition: str) -> str:
+    """A column's definition with its default in a form equal values share: `DEFAULT NULL`
+    is no default; now(), CURRENT_TIMESTAMP, LOCALTIMESTAMP are the transaction's start."""
+    return NO_DEFAULT.sub("", NOW.sub("now()", definition))
+
+
+def index(key: Key, want: str, have: str, context: Context) -> Weight:
+    if STORAGE.sub("", want) == STORAGE.sub("", have):
+        return Weight(NOTED, "storage parameters (fillfactor, deduplication): the same rows, the same order")
+    return Weight(FAILS)
+
+
+def constraint(key: Key, want: str, have: str, context: Context) -> Weight:
+    if " MATCH FULL" in want + have and want.replace(" MATCH FULL", "") == have.replace(" MATCH FULL", ""):
+        columns = FK_COLUMNS.match(want)
+        if columns and all(not_null(context.found, key.table, c) for c in columns[1].split(", ")):
+            return Weight(NOTED, "MATCH FULL on NOT NULL columns accepts the same rows")
+    wanted, found = check_parts(want), check_parts(have)
+    if wanted and found and wanted[1] == found[1]:
+        return Weight(BEHAVIOUR, "the CHECK is spelled differently")
+    return Weight(FAILS)
+
+
+def not_null(found: Mapping[Key, str], table: str, column: str) -> bool:
+    definition = found.get(Key("column", table, column.strip('"')), "")
+    return definition.split(" default ", 1)[0].endswith(" not null")
+
+
+def check_parts(definition: str) -> tuple[str, str] | None:
+    """A CHECK's expression (in its parentheses) and what follows it (NO INHERIT, NOT VALID,
+    disabled enforcement), or None for anything else."""
+    if not definition.startswith("CHECK ("):
+        return None
+    depth, quoted = 0, False
+    for at, char in enumerate(definition[6:], 6):
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char in "()":
+            depth += 1 if char == "(" else -1
+            if depth == 0:
+                return definition[6 : at + 1], definition[at + 1 :]
+    return None
+
+
+def trigger(key: Key, want: str, have: str, context: Context) -> Weight:
+    if have == want + " (ENABLE ALWAYS)":
+        return Weight(NOTED, "ENABLE ALWAYS fires in every session (replica ones too), never fewer")
+    return Weight(FAILS)
+
+
+def function(key: Key, want: str, have: str, context: Context) -> Weight:
+    """Header (result, language, volatility, security, settings) to the letter, but for a
+    search_path that pins pg_catalog and public; the body by its proven-equal form, else by
+    behaviour."""
+    (want_head, _, want_body), (have_head, _, have_body) = want.partition(": "), have.partition(": ")
+    why = "the body is spelled differently"
+    if want_head != have_head:
+        head, pinned = unhardened(have_head)
+        if head != want_head:
+            return Weight(FAILS)
+        if pinned not in HARDENED_PATHS:  # names of public resolve nowhere: the probes decide
+            return Weight(BEHAVIOUR, f"pinned to search_path {', '.join(pinned) or 'empty'}")
+        why = "pinned to search_path pg_catalog, public (hardened)"
+    if body_form(want_body) == body_form(have_body):
+        return Weight(NOTED, why if want_body != have_body or want_head != have_head else "")
+    return Weight(BEHAVIOUR, why)
+
+
+def unhardened(head: str) -> tuple[str, list[str]]:
+    """A function's header without a `set search_path` that names only pg_catalog, public
+    and pg_temp (last), and the schemas it pins; else the header unchanged."""
+    before, marker, configs = head.partition(" set ")
+    path = SEARCH_PATH.search(configs) if marker else None
+    if path is None:
+        return head, []
+    schemas = [s.strip().strip('"') for s in path[1].split(",") if s.strip().strip('"')]
+    if schemas[-1:] == ["pg_temp"]:
+        schemas = schemas[:-1]
+    if not set(schemas) <= {"pg_catalog", "public"}:
+        return head, []
+    rest = SEARCH_PATH.sub("", configs, count=1).strip(", ")
+    return (f"{before} set {rest}" if rest else before), schemas
+
+
+# a space next to punctuation means nothing, but between two operator signs (`- -1` is not `--1`)
+SIGNS = r"+\-*/<>=~!@#%^&|`?"
+SPACING = re.compile(
+    rf" (?=[^\w\s{SIGNS}])|(?<=[^\w\s{SIGNS}]) | (?=[{SIGNS}])(?<=\w )| (?<=[{SIGNS}] )(?=\w)"
+)
+LITERAL = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\w*)\$.*?\$\2\$)", re.S)
+
+
+def body_form(body: str) -> str:
+    """A function body in a form where spellings that mean the same read the same: block
+    comments dropped, case folded and spacing removed outside literals and quoted names,
+    `:=` as `=`, no semicolon after the final END."""
+    body = re.sub(r"/\*.*?\*/", " ", body, flags=re.S)
+    parts = LITERAL.split(body)
+    out = []
+    for at, part in enumerate(parts):
+        if part is None or (at % 3 == 2):  # the dollar tag's group
+            continue
+        if at % 3 == 1:
+            out.append(part)
+            continue
+        text = re.sub(r"\s+", " ", part.lower().replace(":=", "=")).strip()
+        out.append(SPACING.sub("", text))
+    return re.sub(r";$", "", "".join(out).strip())
