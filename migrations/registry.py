@@ -220,7 +220,7 @@ def take(
     image_id = int(scalar(cur, "SELECT lastval()"))
     cur.execute(
         "UPDATE azak_registry.images SET row_counts = %s WHERE id = %s",
-        (json.dumps(row_counts(cur)), image_id),
+        (json.dumps(row_counts(cur), ensure_ascii=False), image_id),  # no \u escapes: SQL_ASCII
     )
     for rw in rewrites:
         there = (

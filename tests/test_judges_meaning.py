@@ -240,10 +240,10 @@ def test_a_dbas_deployment_leaves_the_new_objects_the_applications(app_db: Db, a
     ok(app_db.cli("upgrade"))
     owners = app_db.execute(
         "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
-        " AND relname IN ('product_info', 'financial_ratios', 'stocks_priority_backup', 'schema_migrations')"
+        " AND relname IN ('product_info', 'financial_ratios', 'stocks_priority_backup')"
     )
     assert owners == [(application_role,)], owners
-    assert app_db.value("SELECT bool_and(applied_by LIKE '% as postgres') FROM schema_migrations")
+    assert app_db.value("SELECT bool_and(applied_by LIKE '% as postgres') FROM azak_registry.ledger")
     result = app_db.verify()
     assert result.returncode == 0 and OWNERS in result.passed, result.output[-3000:]
     ok(app_db.cli("downgrade", "--to", "base"))

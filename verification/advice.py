@@ -168,7 +168,7 @@ class Damage:
         return self
 
     def difference(self, d: Difference) -> None:
-        if d.key.kind == "owner" and d.have is None:
+        if d.key.kind == "owner" and d.found is None:
             return  # the object itself is missing: its own difference says what puts it back
         owner = self.owner(d.key)
         if owner is None:
