@@ -31,6 +31,7 @@ from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from migrations import appdb, image, provenance, record, snapshot
+from migrations.__main__ import main as migrations_main
 from migrations.dburl import URL, describe, fetch, version_name
 from migrations.rehearse import run_verification
 from migrations.runner import Runner, Settings
@@ -311,3 +312,22 @@ def empty_db(app_template: NoopExecutor) -> Iterator[Db]:
     t = app_template
     with DatabaseJanitor(user=t.user, host=t.host, port=t.port, password=t.password, dbname=janitor_name):
         yield Db(server_url(t.user, t.password, t.host, t.port, janitor_name))
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`python -m migrations ARGS --db-url URL` in this process (fast, for big matrices of
+    inputs): an exception that escaped would fail the test with its traceback, as it would show one."""
+
+    def call(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+        monkeypatch.setattr(sys, "argv", ["python -m migrations", *args, "--db-url", url])
+        monkeypatch.setenv("DATABASE_URL", "")
+        code = 0
+        try:
+            migrations_main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return call

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from migrations.__main__ import main
 from migrations.rehearse import run_verification
 from tests.conftest import ROOT, Db, run
 
@@ -40,25 +39,6 @@ def migrations(*args: str, url: str | None) -> subprocess.CompletedProcess[str]:
     """`python -m migrations ARGS --db-url URL` in a subprocess, as an operator runs it."""
     argv = [sys.executable, "-m", "migrations", *args]
     return run(argv + (["--db-url", url] if url is not None else []), env={"DATABASE_URL": ""})
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    """The same entry point in this process (fast, for the big matrix of bad inputs): an
-    exception that escaped would fail the test with its traceback, as it would show one."""
-
-    def call(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-        monkeypatch.setattr(sys, "argv", ["python -m migrations", *args, "--db-url", url])
-        monkeypatch.setenv("DATABASE_URL", "")
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
-
-    return call
 
 
 def assert_one_line(done: subprocess.CompletedProcess[str], code: int, starts: str) -> None:
