@@ -17,27 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from migrations import ORDER
+from migrations.changes import CHAIN
 from migrations.contract import Contract
 
-# More migration modules, after ORDER: a change being tried out before it joins ORDER (the
-# tests' throwaway fourth migration uses this). Dotted module names, comma-separated.
-EXTRA_ENV = "AZAK_EXTRA_MIGRATIONS"
-
-# Checksums earlier versions of the kit recorded: a ledger written by one is read as applied,
-# not as changed. The first version hashed whole files; its migration 3 differs in substance
-# only in schema-qualifying its trigger function's backup table (and reaching an empty stock
-# code): verification names that function's body as a difference. The second (cfbdc31f...)
-# had the same upgrade and ends; its downgrade dropped the trigger first (today's keeps the
-# application's writes during the rollback, and finishes what that one started).
-LEGACY_CHECKSUMS = {
-    "add_product_info_table": ("566f1795ccc0353c7d64dcb39567501f48aa0cf3b96dd48008ca27fbd3c41015",),
-    "add_financial_ratios_table": ("0305ed3b914451ad847956da01c8a14ce359101b8bb19dd54fec75f40eabf76c",),
-    "deprecate_priority_column": (
-        "4e4133d8d141da5dc3051c34ace0597d2785b095c7c713506c1cd9a944e37a66",
-        "cfbdc31fb922385f3306537eabb7e6c2b3251ee77d25d31cbb7ee57e4ecb854a",
-    ),
-}
+# More change packages after the chain, for trying one out before it joins CHAIN (the tests'
+# throwaway changes). Dotted package names, comma-separated. A change that says `AFTER = <the
+# migration it follows>` is tried on the chain cut there: the changes after that point in
+# CHAIN (a real next change) are left out, so the two never meet.
+EXTRA_ENV = "AZAK_EXTRA_CHANGES"
 
 
 @dataclass(frozen=True)
@@ -89,6 +76,8 @@ class Migration:
     contract: Contract
     preconditions: tuple[Precondition, ...]
     path: Path
+    change: str = ""
+    legacy: tuple[str, ...] = ()
 
     @property
     def checksum(self) -> str:
@@ -102,7 +91,7 @@ class Migration:
 
     def matches(self, recorded: str) -> bool:
         """Whether a ledger checksum is this migration's (today's or the first kit's)."""
-        return recorded in (self.checksum, *LEGACY_CHECKSUMS.get(self.name, ()))
+        return recorded in (self.checksum, *self.legacy)
 
     @property
     def has_data_phases(self) -> bool:
@@ -111,8 +100,9 @@ class Migration:
 
 
 def from_module(module: ModuleType) -> Migration:
-    """Read a migration module's declarations and its contract."""
+    """Read a migration module's declarations, its contract and its change's facts."""
     package, _, name = module.__name__.rpartition(".")
+    change = importlib.import_module(package)
     contract = importlib.import_module(f"{package}.contracts.{name}").CONTRACT
     return Migration(
         name=name,
@@ -121,13 +111,28 @@ def from_module(module: ModuleType) -> Migration:
         contract=contract,
         preconditions=tuple(getattr(module, "PRECONDITIONS", ())),
         path=Path(module.__file__ or ""),
+        change=getattr(change, "TITLE", package.rpartition(".")[2]),
+        legacy=tuple(getattr(change, "LEGACY_CHECKSUMS", {}).get(name, ())),
     )
+
+
+def changes() -> list[str]:
+    """The dotted package names of the chain's changes, in deployment order (with any tried out)."""
+    chained = list(CHAIN)
+    for extra in (c.strip() for c in os.environ.get(EXTRA_ENV, "").split(",") if c.strip()):
+        after = getattr(importlib.import_module(extra), "AFTER", None)
+        if after is not None:
+            cut = [c for c in chained if after in importlib.import_module(c).MIGRATIONS]
+            if not cut:
+                raise ImportError(f"{extra} follows {after}, which no change of the chain has")
+            chained = chained[: chained.index(cut[0]) + 1]
+        chained.append(extra)
+    return chained
 
 
 def chain() -> list[str]:
     """The dotted module names of every migration, in deployment order."""
-    extra = [m.strip() for m in os.environ.get(EXTRA_ENV, "").split(",") if m.strip()]
-    return [f"migrations.{name}" for name in ORDER] + extra
+    return [f"{c}.{name}" for c in changes() for name in importlib.import_module(c).MIGRATIONS]
 
 
 def load_all() -> list[Migration]:

@@ -1,5 +1,6 @@
-"""The kit carries the next change: a fourth migration that lives under tests/ and edits no
-US-001 file is deployed, verified at every state and rolled back, with no drift refusal."""
+"""The kit carries the next change: a change folder under tests/ that edits no US-001 file
+(a new table, a US-001 foreign key dropped) is deployed, verified at every state and rolled
+back, with no drift refusal."""
 
 from __future__ import annotations
 
@@ -10,19 +11,19 @@ from migrations.contract import Key
 from migrations.steps import EXTRA_ENV, load_all
 from tests.conftest import Db, ok
 
-NEXT = "tests.next_change.add_product_info_listing"
+NEXT = "tests.changes.next_change"
 US001_HEAD = "deprecate_priority_column"
 
 
 @pytest.fixture
 def next_change(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The chain with the fourth migration (the CLI and verification inherit the variable)."""
+    """The chain with the next change (the CLI and verification inherit the variable)."""
     monkeypatch.setenv(EXTRA_ENV, NEXT)
 
 
 @pytest.mark.usefixtures("next_change")
-def test_fourth_migration_upgrades_verifies_and_rolls_back(app_db: Db) -> None:
-    assert [m.name for m in load_all()][-1] == "add_product_info_listing"
+def test_next_change_upgrades_verifies_and_rolls_back(app_db: Db) -> None:
+    assert [m.name for m in load_all()][-2:] == ["add_stock_news_table", "drop_financial_stock_key"]
     before = app_db.snapshot()
     ok(app_db.cli("upgrade"))
     head = app_db.verify()
@@ -41,20 +42,18 @@ def test_fourth_migration_upgrades_verifies_and_rolls_back(app_db: Db) -> None:
 
 
 @pytest.mark.usefixtures("next_change")
-def test_verification_at_head_expects_the_fourth_migration(deployed_db: Db) -> None:
-    """US-001 alone is not the head any more: its column is missing, its dropped FK is there."""
+def test_verification_at_head_expects_the_next_change(deployed_db: Db) -> None:
+    """US-001 alone is not the head any more: its table is missing, its dropped FK is there."""
     result = deployed_db.verify()
     assert result.returncode == 1
-    assert "column product_info.listing_market: expected 'character varying(20) null', found nothing" in (
-        result.output
-    )
+    assert "table stock_news: expected" in (result.output)
     assert "constraint financial_ratios.fk_financial_stock: expected nothing (absent)" in result.output
     assert "the ledger should record" in result.output
 
 
-def test_the_fourth_contract_declares_only_what_it_changes() -> None:
+def test_the_next_contract_declares_only_what_it_changes() -> None:
     """Its contract speaks the catalog's words (the same keys the image reads)."""
-    from tests.next_change.contracts.add_product_info_listing import CONTRACT
+    from tests.changes.next_change.contracts.drop_financial_stock_key import CONTRACT
 
     assert CONTRACT.removes == (Key("constraint", "financial_ratios", "fk_financial_stock"),)
     assert all(key.kind in catalog.KINDS for key in CONTRACT.keys)

@@ -15,7 +15,7 @@ import pytest
 from migrations.steps import EXTRA_ENV, load_all
 from tests.conftest import Db, ledger, ok, throwaway_role
 
-FIFTH = "tests.later_changes.normalise_product_names"
+FIFTH = "tests.changes.product_names"
 US001_HEAD = "deprecate_priority_column"
 MESSY = {"005930": "  Samsung Elec  ", "000660": "sk hynix", "035420": "Naver ", "051910": None}
 
@@ -119,7 +119,7 @@ def test_the_fifth_migrations_batches_are_attacked_by_the_fault_tests(app_db: Db
     )
 
 
-SIXTH = "tests.later_changes.widen_and_list"
+SIXTH = "tests.changes.product_listing"
 
 
 def test_a_later_migration_that_changes_an_earlier_fact_is_adopted_when_made_by_hand(
@@ -131,7 +131,7 @@ def test_a_later_migration_that_changes_an_earlier_fact_is_adopted_when_made_by_
     judges the APPLIED migrations without the pending one's changes and refuses, blaming
     add_product_info_table for the width migration 6 declares. (Deployed by the runner, the
     same migration upgrades, verifies, rolls back and restores correctly.)"""
-    from tests.later_changes.widen_and_list import UPGRADE
+    from tests.changes.product_listing.widen_and_list import UPGRADE
 
     monkeypatch.setenv(EXTRA_ENV, f"{FIFTH},{SIXTH}")
     ok(app_db.cli("upgrade", "--to", "normalise_product_names"))

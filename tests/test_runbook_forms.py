@@ -2,18 +2,18 @@
 
 import sys
 
-from migrations import ORDER
+from migrations.steps import load_all
 from tests.conftest import Db, run
 
 
 def test_runbook_scripts_deploy_and_roll_back(app_db: Db) -> None:
     before = app_db.snapshot()
     env = {"DATABASE_URL": app_db.text_url}
-    for name in ORDER:
+    for name in [m.name for m in load_all()]:
         done = app_db.cli(module=f"migrations.{name}", url=False, env=env)
         assert done.returncode == 0, done.stderr
     assert app_db.value("SELECT count(*) FROM azak_registry.ledger WHERE state = 'applied'") == 3
-    for name in reversed(ORDER):
+    for name in reversed([m.name for m in load_all()]):
         code = f"from migrations.{name} import downgrade; downgrade()"
         done = run([sys.executable, "-c", code], env=env)
         assert done.returncode == 0, done.stderr

@@ -1,4 +1,4 @@
-"""Contract of the test-only migration 6."""
+"""Contract of this test-only migration."""
 
 from migrations.catalog import Key
 from migrations.contract import Contract, serial, table

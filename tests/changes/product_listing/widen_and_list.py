@@ -1,4 +1,4 @@
-"""Migration 6 (test-only): product names widened, and a listing table hanging off product_info."""
+"""Migration (test-only): product names widened, and a listing table hanging off product_info."""
 
 from migrations.steps import Ddl, entry_points, main
 

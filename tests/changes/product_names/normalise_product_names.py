@@ -1,5 +1,5 @@
-"""Migration 5 (test-only): product names normalised (trimmed, upper case), the originals
-kept for the rollback, in keyset batches by product_info.id (as migration 3 does for stocks)."""
+"""Migration (test-only): product names normalised (trimmed, upper case), the originals
+kept for the rollback, in keyset batches by product_info.id (as US-001's priority step does)."""
 
 from migrations.steps import Batches, Ddl, entry_points, main
 

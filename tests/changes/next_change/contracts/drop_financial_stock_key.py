@@ -1,10 +1,9 @@
-"""Contract of the test-only migration 4, written from its description, not from its SQL."""
+"""Contract: the foreign key of financial_ratios.stock_code gone, the column saying why."""
 
 from migrations.contract import Contract, Key
 
 CONTRACT = Contract(
     adds={
-        Key("column", "product_info", "listing_market"): "character varying(20) null",
         Key("comment", "financial_ratios", "stock_code"): "stocks.code, kept by the application"
         " (no foreign key)",
     },

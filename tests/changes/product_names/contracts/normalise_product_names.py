@@ -1,4 +1,4 @@
-"""Contract of the test-only migration 5: a saved copy of the product names it rewrites."""
+"""Contract of this test-only migration: a saved copy of the product names it rewrites."""
 
 from migrations.contract import Contract, Rewrite, table
 

@@ -1,0 +1,9 @@
+"""The application's changes, one folder each, and the chain: the order they deploy in.
+
+A change is a package (`migrations/changes/<change>/`) whose `__init__` names its migrations
+in order (`MIGRATIONS`); beside them, `contracts/` (what each does to the catalog) and, if it
+has any, `checklist.py` (its own post-deploy checks, collected by `pytest verification`).
+Adding a change is adding its folder and its line here; the kit reads nothing else.
+"""
+
+CHAIN = ("migrations.changes.us_001",)

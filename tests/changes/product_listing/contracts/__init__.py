@@ -1,0 +1,1 @@
+"""Its contract, beside its migration as every migration's is."""

@@ -1,1 +1,0 @@
-"""The second review's fifth contract, beside its migration as every migration's is."""

@@ -1,1 +1,0 @@
-"""The throwaway next change's contract, beside it as every migration's is."""
