@@ -2,7 +2,7 @@
 
 pg_dump writes a custom-format archive, and pg_restore turns it into one script that is a
 single transaction (BEGIN ... COMMIT, large objects included); the kit adds its teardown
-right after that BEGIN (what US-001 creates, which a pre-deployment dump does not know) and
+right after that BEGIN (what the migrations create, which a pre-deployment dump does not know) and
 puts its signed header line first (`provenance`): whose backup it is, when, the digest of
 every byte after that line, and where the teardown ends and the COMMIT begins. Nothing the
 database holds is formatted into the file by the kit: names reach it through pg_dump, or
@@ -41,9 +41,9 @@ from pathlib import Path
 
 from psycopg2 import sql
 
-from migrations import ledger, provenance
+from migrations import application, ledger, provenance
 from migrations.contract import teardown
-from migrations.dburl import URL, DeployError, UsageError, connect, libpq_command, mask, scalar, scrub
+from migrations.dburl import URL, DeployError, UsageError, connect, libpq_command, mask, scrub
 from migrations.history import restored_sql
 from migrations.provenance import CHUNK, Identity, Manifest
 from migrations.runner import fault
@@ -52,8 +52,8 @@ from migrations.steps import load_all
 DEFAULT_DIR = Path("data/backups")
 PARTIAL = ".azak_backup_*.partial"
 PRELUDE = (
-    b"\n-- azak-db-migrations: first what US-001 creates is dropped (the dump below does not know\n"
-    b"-- it), and the ledger of the kit's registry (azak_registry, not in the dump) is set to the\n"
+    b"\n-- azak-db-migrations: first what the migrations create is dropped (the dump below may not\n"
+    b"-- know it), and the ledger of the kit's registry (azak_registry, not in the dump) is set to the\n"
     b"-- one of this backup. The whole file is one transaction: `psql -f` of it loads all of it or\n"
     b"-- nothing.\n"
     b"SET client_min_messages = warning;\n"
@@ -69,7 +69,7 @@ TAIL = re.compile(
 def teardown_sql() -> sql.Composed:
     """SQL dropping every object the migrations (and the ledger) create, which a pre-deployment
     dump does not know: from their contracts, idempotent, error-free in any state. CASCADE on
-    a function takes its triggers (trigger_stocks_priority_deprecated on stocks, ...) along."""
+    a function takes its triggers along."""
     return teardown([ledger.LEGACY, *(m.contract for m in load_all())])
 
 
@@ -79,8 +79,7 @@ def inspect(url: URL) -> tuple[Identity, str, bytes]:
     conn = connect(url)
     try:
         with conn, conn.cursor() as cur:
-            if not scalar(cur, "SELECT to_regclass('public.stocks') IS NOT NULL"):
-                raise DeployError(f"{mask(url)} has no table public.stocks: not the application's database")
+            application.require(cur, url)
             identity, encoding = provenance.identity_of(cur)
             return identity, encoding, teardown_sql().as_string(conn).encode("ascii")
     finally:

@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from migrations import application
+
 
 class Key(NamedTuple):
     """What a fact is about: its kind, the table it belongs to ('' for none), its name."""
@@ -75,12 +77,12 @@ KINDS = (
     "setting",
 )
 
-IMAGE_SQL = """
-WITH app_roles AS (  -- who acts as the application: stocks' owner, its grantees, their members
+IMAGE_SQL = f"""
+WITH app_roles AS (  -- who acts as the application: its table's owner, grantees, their members
     SELECT m.oid FROM pg_catalog.pg_roles m
     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                   LEFT JOIN LATERAL pg_catalog.aclexplode(c.relacl) g ON g.grantee <> 0
-                  WHERE c.oid = pg_catalog.to_regclass('public.stocks')
+                  WHERE c.oid = {application.REGCLASS}
                     AND (pg_catalog.pg_has_role(m.oid, c.relowner, 'MEMBER')
                          OR pg_catalog.pg_has_role(m.oid, g.grantee, 'MEMBER')))
 ),
@@ -269,7 +271,7 @@ LEFT JOIN pg_catalog.pg_roles o ON o.oid = s.setrole,
      unnest(s.setconfig) cfg
 WHERE s.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
    OR (s.setdatabase = 0 AND s.setrole IN (SELECT oid FROM app_roles))
-"""
+"""  # noqa: S608 (the application's table is configuration, not input)
 
 # Rendered with an empty search_path (every name in a definition schema-qualified) and fixed
 # settings for the literals it prints (a timestamptz default in UTC), whatever the session's

@@ -22,7 +22,7 @@ import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import batching, catalog, ledger, meaning, plan, registry
+from migrations import application, batching, catalog, ledger, meaning, plan, registry
 from migrations.contract import AS_APPLICATION, AS_DEPLOYER, fold
 from migrations.dburl import URL, DeployError, UsageError, connect, describe, mask, mask_text, scalar
 from migrations.progress import Progress
@@ -91,7 +91,7 @@ class Runner:
         self.shown = threading.Lock()  # sessions sharing a phase count its progress in turn
         self.conn: Connection = self.session()
         try:
-            self.require_stocks()
+            self.require_application()
         except DeployError:
             self.close()
             raise
@@ -215,12 +215,10 @@ class Runner:
         """Index of migration `name` (or -1 for 'base'), else a usage error listing the names."""
         return find(self.migrations, name)
 
-    def require_stocks(self) -> None:
-        """Every migration hangs off the application's `stocks` table."""
-        if not self.query("SELECT to_regclass('public.stocks') IS NOT NULL")[0][0]:
-            raise DeployError(
-                f"{mask(self.url)} has no table public.stocks: is this the application's database?"
-            )
+    def require_application(self) -> None:
+        """Every migration hangs off the application's database."""
+        with self.conn, self.conn.cursor() as cur:
+            application.require(cur, self.url)
 
     def check_preconditions(self, todo: list[Migration]) -> None:
         """Each migration's own preconditions, before anything changes."""
@@ -348,7 +346,7 @@ class Runner:
         as_application: bool = False,
     ) -> None:
         """One DDL phase and, at the edges, its ledger change, in one transaction; an upgrade's
-        as the owner of `stocks` where it may (what it creates is then the application's)."""
+        as the owner of the application's table where it may (what it creates is then the application's)."""
 
         def work(cur: Cursor) -> None:
             if as_application:

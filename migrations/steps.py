@@ -140,6 +140,15 @@ def load_all() -> list[Migration]:
     return [from_module(importlib.import_module(module)) for module in chain()]
 
 
+def title(through: str = "head") -> str:
+    """What the chain up to migration `through` is called: the titles of its changes up to the
+    one holding it (every change for 'head' or 'base'), joined by ' + '."""
+    migrations = load_all()
+    names = [m.name for m in migrations]
+    last = names.index(through) if through in names else len(migrations) - 1
+    return " + ".join(dict.fromkeys(m.change for m in migrations[: last + 1]))
+
+
 def entry_points(module: str) -> tuple[Callable[..., None], Callable[..., None]]:
     """The runbook's `upgrade(db_url=None)` and `downgrade(db_url=None)` for a migration module."""
 

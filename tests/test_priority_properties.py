@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from migrations import appdb, runner
+from migrations import runner
+from migrations.changes import appdb
 from migrations.runner import Settings
 from tests.conftest import FAST, Db
 

@@ -29,16 +29,26 @@ from pytest_metadata.plugin import metadata_key
 
 from migrations import record
 from migrations.dburl import URL, DeployError, describe, mask
-from migrations.steps import load_all
-from verification import operations
+from migrations.steps import load_all, title
+from verification import checklists, operations
 from verification.advice import Advisor, Database, Kit, Step, facts_of, failure
 from verification.db import Target
 from verification.state import target_name
 
 __all__ = ["CHECKLIST", "DeploymentReport", "Step", "checklist_of", "kit_python"]
 
-# The runbook's checklist, in its order: always shown, "not checked" when no check ran.
-RUNBOOK = ("tables", "indexes", "foreign keys", "UNIQUE", "priority", "application", "logs", "backup")
+# The runbook's checklist, in its order: always shown, "not checked" when no check ran; the
+# changes' own items (their checklists' ITEMS) after UNIQUE.
+RUNBOOK = (
+    "tables",
+    "indexes",
+    "foreign keys",
+    "UNIQUE",
+    *checklists.items(),
+    "application",
+    "logs",
+    "backup",
+)
 CHECKLIST = (*RUNBOOK, "application models")  # and the application's own models (--app-models)
 # A check's item when its module does not say (CHECKLIST = "..." in the test module).
 BY_MODULE = {
@@ -46,7 +56,6 @@ BY_MODULE = {
     "test_indexes": "indexes",
     "test_foreign_keys": "foreign keys",
     "test_constraints": "UNIQUE",
-    "test_priority": "priority",
     "test_app_models": "application models",
 }
 BY_FUNCTION = {"test_application_": "application", "test_log_": "logs", "test_backup_": "backup"}
@@ -79,11 +88,13 @@ def checklist_of(module_name: str, function_name: str, declared: object = None) 
 
 
 def item_checklist(item: pytest.Item) -> str:
-    """checklist_of for a collected item (a `checklist` marker names its own)."""
+    """checklist_of for a collected item (a `checklist` marker names its own), by the module
+    that defines the check (a change's checklist, collected in test_changes, names its own)."""
     marked = item.get_closest_marker("checklist")
     if marked is not None:
         return str(marked.args[0])
-    module = getattr(item, "module", None)
+    defined = getattr(getattr(item, "function", None), "__module__", None)
+    module = sys.modules.get(defined or "", getattr(item, "module", None))
     function = getattr(getattr(item, "function", None), "__name__", item.name)
     return checklist_of(
         getattr(module, "__name__", item.nodeid.split("::")[0].removesuffix(".py").replace("/", ".")),
@@ -161,6 +172,7 @@ class DeploymentReport:
     def __init__(self, config: pytest.Config, targets: list[Target], executor: str, chosen: str) -> None:
         self.config = config
         self.chosen = chosen  # the migration the verified state ends with, or base
+        self.title = f"{title(chosen)} verification"  # "US-001 verification", by the changes up to it
         self.targets = {mask(t.url): t for t in targets}
         self.urls: dict[str, URL] = {mask(t.url): t.url for t in targets}
         self.ledgers: dict[str, dict[str, str] | None] = {}  # migration → state; None: no table
@@ -308,7 +320,7 @@ class DeploymentReport:
     # -- hooks ----------------------------------------------------------------------------
 
     def pytest_report_header(self) -> list[str]:
-        return [f"US-001 verification: {self.facts['Database']} (expect {self.facts['Expected state']})"]
+        return [f"{self.title}: {self.facts['Database']} (expect {self.facts['Expected state']})"]
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -360,7 +372,7 @@ class DeploymentReport:
     @pytest.hookimpl(optionalhook=True)  # pytest-html may not be loaded
     def pytest_html_report_title(self, report: Any) -> None:
         self.html_report = report
-        report.title = f"US-001 verification ({self.facts['Environment']}): running"
+        report.title = f"{self.title} ({self.facts['Environment']}): running"
 
     @pytest.hookimpl(optionalhook=True)  # pytest-html may not be loaded
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
@@ -376,7 +388,7 @@ class DeploymentReport:
         self.facts["Finished"] = now()
         self.note_failed_databases()
         if self.html_report is not None:
-            self.html_report.title = f"US-001 verification ({self.facts['Environment']}): {self.result}" + (
+            self.html_report.title = f"{self.title} ({self.facts['Environment']}): {self.result}" + (
                 f", {len(self.failed)} failed" if self.failed else ""
             )
         empty_metadata = not self.config.stash.get(metadata_key, {})
@@ -417,7 +429,7 @@ class DeploymentReport:
         for action in self.actions.values():
             if action.skipped:
                 write(f"{mask(action.url)}: {action.skipped}")
-        write(f"US-001 verification {self.result}: {self.count_line()}{where}")
+        write(f"{self.title} {self.result}: {self.count_line()}{where}")
         for name, n in self.failed_databases().items():
             write(f"  FAILED on {name}: {n} checks")
         for verdict in self.verdicts():

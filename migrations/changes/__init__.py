@@ -7,3 +7,8 @@ Adding a change is adding its folder and its line here; the kit reads nothing el
 """
 
 CHAIN = ("migrations.changes.us_001",)
+
+# The application's configuration, as the kit needs it: the table that marks its database
+# (the kit refuses a database without it) and whose owner is the application (what a
+# migration creates is owned like it).
+APPLICATION_TABLE = "public.stocks"
