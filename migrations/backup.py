@@ -44,9 +44,9 @@ from psycopg2 import sql
 from migrations import application, ledger, provenance
 from migrations.contract import teardown
 from migrations.dburl import URL, DeployError, UsageError, connect, libpq_command, mask, scrub
+from migrations.faults import fault
 from migrations.history import restored_sql
 from migrations.provenance import CHUNK, Identity, Manifest
-from migrations.runner import fault
 from migrations.steps import load_all
 
 DEFAULT_DIR = Path("data/backups")

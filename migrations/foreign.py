@@ -24,8 +24,8 @@ from migrations import application, provenance
 from migrations.backup import teardown_sql
 from migrations.changes import APPLICATION_TABLE
 from migrations.dburl import URL, DeployError, UsageError, connect, describe, mask, scalar
-from migrations.lockwatch import Watchdog
-from migrations.runner import fault
+from migrations.faults import fault
+from migrations.lock import Watchdog
 
 FOREIGN_MAX = 128 << 20  # one call's argument: the server parses it whole
 

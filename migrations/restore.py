@@ -13,7 +13,7 @@ changes nothing). Then:
   one server-side call that PostgreSQL keeps harmless.
 
 Either way the restore holds the deployment lock, and a lock it waits for longer than
-`--lock-timeout` is given up (`migrations.lockwatch`), naming who holds it.
+`--lock-timeout` is given up (`migrations.lock`), naming who holds it.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from typing import IO, Any
 
 from psycopg2.extensions import connection as Connection
 
-from migrations import provenance
+from migrations import lock, provenance
 from migrations.dburl import URL, DeployError, UsageError, connect, libpq_command, mask
+from migrations.faults import fault
 from migrations.foreign import foreign_script, run_foreign
-from migrations.lockwatch import Watchdog, take_deployment_lock
+from migrations.lock import Watchdog
 from migrations.provenance import CHUNK, MAX_HEADER, Identity, Manifest, NotTheKits
-from migrations.runner import fault
 
 
 @contextmanager
@@ -114,7 +114,8 @@ def restore(
         manifest, what = checked(url, copy, path, elsewhere, foreign)
         holder = connect(url)
         try:
-            take_deployment_lock(holder, url, lock_wait_s)
+            holder.autocommit = True  # the watchdog's polls, each its own transaction
+            lock.acquire(holder, url, lock_wait_s)
             if manifest is None:
                 ran_as = run_foreign(url, holder, foreign_script(copy, path), path, lock_timeout_ms, role)
                 return f"{what} as role {ran_as}"

@@ -6,9 +6,6 @@ a lock timeout, and on giving up a message naming the lock and the process holdi
 
 from __future__ import annotations
 
-import os
-import select
-import signal
 import sys
 import threading
 import time
@@ -22,16 +19,15 @@ import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import application, batching, catalog, ledger, meaning, plan, registry
+from migrations import application, batching, catalog, ledger, lock, meaning, plan, registry
 from migrations.contract import AS_APPLICATION, AS_DEPLOYER, fold
 from migrations.dburl import URL, DeployError, UsageError, connect, describe, mask, mask_text, scalar
+from migrations.faults import fault
 from migrations.progress import Progress
 from migrations.steps import Batches, Ddl, Migration, load_all
 
 T = TypeVar("T")
 
-# pg_try_advisory_lock(int, int) key of every deployment of this kit: "Azak", 1.
-LOCK_KEY = (0x417A616B, 1)
 PARTIAL = "only part of its tables exist: {} is missing"
 
 
@@ -46,18 +42,6 @@ class Settings:
     lock_wait_s: float = 10.0
     batch_size: int = 5000
     workers: int = 2  # sessions sharing a large rewriting phase (migrations.batching)
-
-
-def fault(point: str) -> None:
-    """Test hook at a named point: AZAK_FAULT_AT=point dies like `kill -9`;
-    AZAK_PAUSE_AT=point says so and waits, holding what it holds, for a line on stdin
-    (at most AZAK_PAUSE_S seconds, default 60)."""
-    if os.environ.get("AZAK_FAULT_AT") == point:
-        sys.stdout.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get("AZAK_PAUSE_AT") == point:
-        print(f"paused at {point}", flush=True)
-        select.select([sys.stdin], [], [], float(os.environ.get("AZAK_PAUSE_S", "60")))
 
 
 def find(migrations: list[Migration], name: str) -> int:
@@ -162,47 +146,18 @@ class Runner:
         raise AssertionError("unreachable")
 
     def lock_holders(self) -> str:
-        """Who holds locks on tables of this database: pid, mode, state and query (5 at most)."""
-        rows = self.query(
-            """
-            SELECT c.relname, l.mode, l.pid, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 60)
-            FROM pg_locks l
-            JOIN pg_class c ON c.oid = l.relation AND c.relkind IN ('r', 'p')
-            JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE l.granted AND l.pid <> pg_backend_pid()
-              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND c.relnamespace = 'public'::regnamespace
-            ORDER BY l.pid, c.relname
-            LIMIT 5
-            """
-        )
-        return "; ".join(f"{rel} {mode} by pid {pid} ({state}: {q})" for rel, mode, pid, state, q in rows)
+        """Who holds locks on tables of this database (`lock.table_holders`)."""
+        with self.conn, self.conn.cursor() as cur:
+            return lock.table_holders(cur)
 
     @contextmanager
     def deployment_lock(self) -> Iterator[None]:
-        """Hold the advisory lock for the run; wait a bounded time if another run holds it."""
-        deadline = time.monotonic() + self.settings.lock_wait_s
-        while not self.query("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY)[0][0]:
-            if time.monotonic() >= deadline:
-                holder = self.query(
-                    "SELECT format('session pid %%s, %%s from %%s', l.pid, a.application_name,"
-                    " coalesce(host(a.client_addr), 'local socket'))"
-                    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s"
-                    "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                    LOCK_KEY,
-                )
-                raise DeployError(
-                    f"another deployment is running on {mask(self.url)} "
-                    f"({holder[0][0] if holder else 'it has just finished'}); "
-                    f"waited {self.settings.lock_wait_s:g}s; nothing was changed"
-                )
-            time.sleep(0.2)
+        """Hold the deployment lock for the run; wait a bounded time if another run holds it."""
+        lock.acquire(self.conn, self.url, self.settings.lock_wait_s)
         try:
             yield
         finally:
-            if not self.conn.closed:
-                self.query("SELECT pg_advisory_unlock(%s, %s)", LOCK_KEY)
+            lock.release(self.conn)
 
     # -- what is there ---------------------------------------------------------------------
 
