@@ -27,7 +27,7 @@ import pytest
 
 from migrations import application, catalog, history, image, ledger, registry
 from migrations.dburl import URL, DeployError, UsageError, describe, mask, mask_text, resolve, scrub
-from migrations.steps import load_all
+from migrations.steps import load_all, title
 from verification import behaviour, operations
 from verification.advice import DIFFERENCES
 from verification.db import LOCK_TIMEOUT_MS, MAX_ROW_LOSS, SCAN_ROWS, STATEMENT_TIMEOUT_MS, Probe, Target
@@ -54,7 +54,7 @@ NUMBERS: dict[str, tuple[type[int] | type[float], float, float]] = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     """The verification options."""
     # first in --help, right after the positional arguments
-    group = parser.getgroup("us001", "post-deploy verification", after="_anonymous")
+    group = parser.getgroup("us001", f"{title()} post-deploy verification", after="_anonymous")
     group.addoption(
         "--db-url",
         action="append",
