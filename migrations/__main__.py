@@ -17,7 +17,7 @@ from migrations.changes import APPLICATION_TABLE
 from migrations.cli import fail_cleanly, open_runner
 from migrations.dburl import URL, DeployError, UsageError, connect, mask, resolve
 from migrations.runner import Runner, Settings, find
-from migrations.steps import load_all
+from migrations.steps import load_all, rewrites
 
 # Rows per batch: far above any useful size, far below what a bigint LIMIT or memory takes.
 MAX_BATCH = 10_000_000
@@ -360,8 +360,7 @@ def keep_image(url: URL, args: argparse.Namespace) -> str:
     conn = connect(url)
     try:
         with conn, conn.cursor() as cur:
-            rewrites = [rw for m in load_all() for rw in m.contract.rewrites]
-            kept = image.keep(cur, rewrites, [], args.dir)
+            kept = image.keep(cur, list(rewrites(load_all())), [], args.dir)
     finally:
         conn.close()
     return f"Before-image of {mask(url)} written to {kept.path} (for pytest verification --before FILE)."

@@ -24,7 +24,7 @@ from migrations.contract import AS_APPLICATION, AS_DEPLOYER, fold
 from migrations.dburl import URL, DeployError, UsageError, connect, describe, mask, mask_text, scalar
 from migrations.faults import fault
 from migrations.progress import Progress
-from migrations.steps import Batches, Ddl, Migration, load_all
+from migrations.steps import Batches, Ddl, Migration, load_all, previous
 
 T = TypeVar("T")
 
@@ -578,8 +578,7 @@ class Runner:
             later = [m.name for m in self.migrations[index + 1 :] if m.name in entries]
             if later:
                 raise DeployError(f"roll back {', '.join(later[::-1])} before {name}")
-            previous = self.migrations[index - 1].name if index > 0 else "base"
-            self.downgrade(to=previous)
+            self.downgrade(to=previous([m.name for m in self.migrations], name))
 
 
 def judge(

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from migrations.changes import CHAIN
-from migrations.contract import Contract
+from migrations.contract import Contract, Rewrite
 
 # More change packages after the chain, for trying one out before it joins CHAIN (the tests'
 # throwaway changes). Dotted package names, comma-separated. A change that says `AFTER = <the
@@ -138,6 +138,17 @@ def chain() -> list[str]:
 def load_all() -> list[Migration]:
     """Every migration, in deployment order."""
     return [from_module(importlib.import_module(module)) for module in chain()]
+
+
+def previous(names: list[str], name: str) -> str:
+    """The migration before `name` in the chain (`names`, in order), or 'base' for the first."""
+    index = names.index(name)
+    return names[index - 1] if index else "base"
+
+
+def rewrites(migrations: list[Migration]) -> dict[Rewrite, Migration]:
+    """Every column the chain rewrites, and the migration that rewrites it."""
+    return {rw: m for m in migrations for rw in m.contract.rewrites}
 
 
 def title(through: str = "head") -> str:

@@ -27,7 +27,7 @@ import pytest
 
 from migrations import application, catalog, history, image, ledger, registry
 from migrations.dburl import URL, DeployError, UsageError, describe, mask, mask_text, resolve, scrub
-from migrations.steps import load_all, title
+from migrations.steps import load_all, rewrites, title
 from verification import behaviour, operations
 from verification.advice import DIFFERENCES
 from verification.db import LOCK_TIMEOUT_MS, MAX_ROW_LOSS, SCAN_ROWS, STATEMENT_TIMEOUT_MS, Probe, Target
@@ -440,7 +440,7 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
         return State.at(
             chain, name, None, "--before none: only what the migrations declare is judged", waived=True
         )
-    owners = {str(rw): m.name for m in chain for rw in m.contract.rewrites}
+    owners = {str(rw): m.name for rw, m in rewrites(chain).items()}
     if explicit:
         before: image.BeforeImage | None = request.config.stash[BEFORE]
         return State.at(chain, name, before, "", dict.fromkeys(owners, before))

@@ -13,7 +13,7 @@ from psycopg2 import sql
 
 from migrations.contract import Rewrite
 from migrations.image import changed_rows, digest_sql
-from migrations.steps import load_all
+from migrations.steps import load_all, rewrites
 from verification import checklists
 from verification.db import Target
 from verification.state import State
@@ -40,8 +40,7 @@ def now_vs_before(rw: Rewrite) -> sql.Composed:
                 pytest.mark.checklist(checklists.rewritten_item(m)),
             ],
         )
-        for m in load_all()
-        for rw in m.contract.rewrites
+        for rw, m in rewrites(load_all()).items()
     ],
     ids=str,
 )
