@@ -15,7 +15,7 @@ from migrations.contract import AS_APPLICATION, AS_DEPLOYER
 from migrations.steps import Ddl, Migration
 
 if TYPE_CHECKING:
-    from migrations.runner import Settings
+    from migrations.session import Settings
 
 
 def script(migrations: list[Migration], settings: Settings) -> str:
