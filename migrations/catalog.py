@@ -7,7 +7,7 @@ search_path, so every name is schema-qualified); who
 owns each table, view, sequence and function, and who was granted what on them (the owner as
 `owner`, every privilege as `all`); and the database- and role-level settings that apply to
 the application's sessions here: this database's defaults and connection limits, and those
-of the roles that own or were granted `stocks` (LOGIN, CONNECTION LIMIT, VALID UNTIL too).
+of the roles that own or were granted the application's table (LOGIN, CONNECTION LIMIT, VALID UNTIL too).
 The same facts are what a migration's contract declares (`migrations.contract`), what the
 runner compares for drift, and what verification diffs against the before-image;
 `migrations.meaning` says what a difference does (fails, or is only noted).
