@@ -17,6 +17,7 @@ from itertools import chain
 from pathlib import Path
 
 from migrations.dburl import URL, DeployError, libpq_command, mask, scrub
+from migrations.progress import Counting, Progress
 from migrations.provenance import CHUNK
 
 PRELUDE = (
@@ -74,8 +75,13 @@ def script(archive: Path, body: Path, clear: bytes, work: Path) -> Layout:
             raise DeployError("pg_restore not found: install the PostgreSQL client tools") from None
         assert proc.stdout is not None
         try:
-            with body.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as sink:
-                head = proc.stdout.read(MAX_HEAD)
+            with (
+                body.open("wb") as raw,
+                gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as sink,
+                Progress("backup", archive.stat().st_size, unit="bytes") as shown,
+            ):
+                source = Counting(proc.stdout, shown)  # the script, of about the archive's size
+                head = source.read(MAX_HEAD)
                 at = head.find(BEGIN)
                 if at < 0 or not all(HEAD_LINE.fullmatch(line) for line in head[:at].split(b"\n")):
                     raise DeployError(
@@ -83,7 +89,7 @@ def script(archive: Path, body: Path, clear: bytes, work: Path) -> Layout:
                         " no backup file was left"
                     )
                 cut = at + len(BEGIN)
-                rest = iter(lambda: proc.stdout.read(CHUNK), b"")  # type: ignore[union-attr]
+                rest = iter(lambda: source.read(CHUNK), b"")
                 for i, piece in enumerate(chain([head[:cut], PRELUDE + clear, head[cut:]], rest)):
                     digest.update(piece)
                     sink.write(piece)

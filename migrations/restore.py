@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from psycopg2.extensions import connection as Connection
 
@@ -40,6 +40,7 @@ from migrations.dburl import URL, DeployError, UsageError, connect, libpq_comman
 from migrations.faults import fault
 from migrations.foreign import foreign_script, run_foreign
 from migrations.lock import Watchdog
+from migrations.progress import Counting, Progress
 from migrations.provenance import CHUNK, MAX_HEADER, Identity, Manifest, NotTheKits
 
 
@@ -132,7 +133,16 @@ def run_own(
     url: URL, holder: Connection, copy: IO[bytes], manifest: Manifest, path: Path, bound_ms: int
 ) -> None:
     """Feed the checked copy to psql: the teardown, the dump, then (once all of it has run) the
-    final COMMIT; fault points between them."""
+    final COMMIT; its bytes read of the file's size show as progress."""
+    size = os.fstat(copy.fileno()).st_size
+    with Progress("restore", size, unit="bytes") as shown:
+        send(url, holder, cast(IO[bytes], Counting(copy, shown)), manifest, path, bound_ms)
+
+
+def send(
+    url: URL, holder: Connection, copy: IO[bytes], manifest: Manifest, path: Path, bound_ms: int
+) -> None:
+    """The file's bytes to psql, marks and fault points between them."""
     stream = provenance.content(copy, path.name)
     feed = Psql(url, holder, bound_ms)
     commit_sent = False
