@@ -29,12 +29,11 @@ from pathlib import Path
 
 from psycopg2 import sql
 
-from migrations import application, ledger, provenance
+from migrations import application, faults, ledger, provenance
 from migrations.backup_files import publish, workspace
 from migrations.contract import teardown
 from migrations.dburl import URL, DeployError, UsageError, connect
 from migrations.dump import dump, script
-from migrations.faults import fault
 from migrations.history import restored_sql
 from migrations.provenance import CHUNK, Identity, Manifest
 from migrations.steps import load_all
@@ -73,7 +72,7 @@ def backup(url: URL, directory: Path = DEFAULT_DIR, now: datetime | None = None)
         with workspace(directory) as work:
             archive, body = work / "dump", work / "body.gz"
             dump(url, archive)
-            fault("backup:dumped")
+            faults.fault("backup:dumped")
             token = secrets.token_hex(16)  # names this backup in the registry's history
             told = f"\n-- Backup: {token}\n{restored_sql(token, taken)}".encode("ascii")
             layout = script(archive, body, clear + told, work)

@@ -20,11 +20,10 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
-from migrations import application, provenance
+from migrations import application, faults, provenance
 from migrations.backup import teardown_sql
 from migrations.changes import APPLICATION_TABLE
 from migrations.dburl import URL, DeployError, UsageError, connect, describe, mask, scalar
-from migrations.faults import fault
 from migrations.lock import Watchdog
 
 FOREIGN_MAX = 128 << 20  # one call's argument: the server parses it whole
@@ -125,7 +124,7 @@ def run_foreign(
     try:
         with conn.cursor() as cur:
             cur.execute(teardown_sql())
-            fault("restore:after-teardown")
+            faults.fault("restore:after-teardown")
             cur.execute(RUNNER.format(sql.Identifier(ran_as)))
             sequences = sequence_states(cur)
             cur.execute("SAVEPOINT azak_foreign")
@@ -144,7 +143,7 @@ def run_foreign(
                 (search_path, client_encoding),
             )
             cur.execute("DROP FUNCTION pg_temp.azak_foreign(pg_catalog.text)")
-        fault("restore:before-commit")
+        faults.fault("restore:before-commit")
         conn.commit()
     except psycopg2.Error as exc:
         conn.rollback()

@@ -13,10 +13,9 @@ import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import batching, ledger, registry
+from migrations import batching, faults, ledger, registry
 from migrations.contract import AS_APPLICATION, AS_DEPLOYER
 from migrations.dburl import describe, scalar
-from migrations.faults import fault
 from migrations.progress import Progress
 from migrations.session import Session
 from migrations.steps import Batches, Ddl, Migration
@@ -37,7 +36,7 @@ class Phases(Session):
             first, last = index == 0, index == len(phases) - 1
             state = marks[1] if last else (marks[0] if first else None)
             where = f"{migration.name}:{direction}:{index}"
-            fault(f"before:{where}")
+            faults.fault(f"before:{where}")
             if isinstance(phase, Ddl):
                 self.run_ddl(migration, phase, where, state, started, first or last, direction == "up")
             else:
@@ -72,7 +71,7 @@ class Phases(Session):
             cur.execute(phase.sql)
             if mark:
                 self.record(cur, migration, state, started)
-            fault(f"inside:{where}")
+            faults.fault(f"inside:{where}")
 
         self.transaction(work, migration.name)
 
@@ -209,11 +208,11 @@ class Phases(Session):
                 if stop is not None and last is not None:
                     cur.execute(batching.past(rw), {"last": last, "stop": stop})
                     reached = bool((cur.fetchone() or (False,))[0])
-                fault(f"inside-batch:{migration.name}:{n}")
+                faults.fault(f"inside-batch:{migration.name}:{n}")
                 return last, changed, reached
 
             last, changed, reached = self.transaction(work, f"{migration.name} batch {batch}", conn)
-            fault(f"after-batch:{migration.name}:{batch}")
+            faults.fault(f"after-batch:{migration.name}:{batch}")
             if last is None:
                 return batch - 1, total
             after, total = last, total + changed

@@ -35,9 +35,8 @@ from typing import IO, Any, cast
 
 from psycopg2.extensions import connection as Connection
 
-from migrations import lock, provenance
+from migrations import faults, lock, provenance
 from migrations.dburl import URL, DeployError, UsageError, connect, libpq_command, mask
-from migrations.faults import fault
 from migrations.foreign import foreign_script, run_foreign
 from migrations.lock import Watchdog
 from migrations.progress import Counting, Progress
@@ -150,10 +149,10 @@ def send(
         feed.send(stream.readline(MAX_HEADER))
         feed.copy(stream, manifest.teardown_end)
         feed.reach("teardown")
-        fault("restore:after-teardown")
+        faults.fault("restore:after-teardown")
         feed.copy(stream, manifest.commit_at - manifest.teardown_end)
         feed.reach("commit")
-        fault("restore:before-commit")
+        faults.fault("restore:before-commit")
         commit_sent = True
         feed.copy(stream, manifest.bytes - manifest.commit_at)
         feed.close()

@@ -15,9 +15,8 @@ import psycopg2
 import psycopg2.errors
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import application, catalog, drift, ledger, plan, registry
+from migrations import application, catalog, drift, faults, ledger, plan, registry
 from migrations.dburl import URL, DeployError, UsageError, mask, scalar
-from migrations.faults import fault
 from migrations.phases import Phases
 from migrations.session import Settings
 from migrations.steps import Migration, load_all, previous
@@ -203,7 +202,7 @@ class Runner(Phases):
             image_id = registry.take(
                 cur, deployment, migration.name if migration else None, applied, rewrites
             )
-            fault("inside:before-image")
+            faults.fault("inside:before-image")
             owner = scalar(cur, "SELECT deployment FROM azak_registry.images WHERE id = %s", (image_id,))
             return image_id, int(owner)
 

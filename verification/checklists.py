@@ -61,8 +61,9 @@ def collected() -> dict[str, Any]:
 
 
 def items() -> tuple[str, ...]:
-    """The runbook's checklist items the chain's changes add, in order."""
-    return tuple(item for m in modules() for item in getattr(m, "ITEMS", ()))
+    """The runbook's checklist items the chain's changes add, in order (from each checklist's
+    package alone: its checks are not loaded for this)."""
+    return tuple(item for change in changes() for item in getattr(of(change), "ITEMS", ()))
 
 
 def rewritten_item(migration: Migration) -> str:
