@@ -54,7 +54,7 @@ NUMBERS: dict[str, tuple[type[int] | type[float], float, float]] = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     """The verification options."""
     # first in --help, right after the positional arguments
-    group = parser.getgroup("us001", f"{title()} post-deploy verification", after="_anonymous")
+    group = parser.getgroup("azak", f"{title()} post-deploy verification", after="_anonymous")
     group.addoption(
         "--db-url",
         action="append",
@@ -208,7 +208,7 @@ def pytest_configure(config: pytest.Config) -> None:
     actions = start_history(config, targets, executor)
     report = DeploymentReport(config, list(targets.values()), executor, chosen(config))
     report.actions = actions
-    config.pluginmanager.register(report, "us001-report")
+    config.pluginmanager.register(report, "azak-report")
     report.learn_servers()
 
 

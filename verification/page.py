@@ -1,5 +1,9 @@
 """The head of the HTML report: the result, the checklist and what to do now side by side, the
-failures (expected vs found), the noted differences and the facts of the run; its CSS."""
+failures (expected vs found), the noted differences and the facts of the run; its CSS.
+
+Its ids and classes keep the `us001` prefix of the reports so far, whatever the change
+verified (a rename would break what selects on them, the tests included).
+"""
 
 from __future__ import annotations
 

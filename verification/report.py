@@ -49,7 +49,7 @@ TROUBLESHOOTING = 'README.md, section "Troubleshooting"'
 # The options of a run that change its verdict: kept in the verification commands it advises.
 JUDGING = ("--before", "--backup-dir", "--allow", "--env-name", "--record")
 # A check's user property: a difference it passes but shows ("allowed: ...", "noted: ...").
-NOTE = "us001-note"
+NOTE = "azak-note"
 NOTES_SHOWN = 20  # in the terminal; the HTML report shows every one
 
 
