@@ -1,23 +1,20 @@
 """The runtime: what upgrade, downgrade and status do with the chain on one database.
 
 A `Runner` is a session (`migrations.session`: bounds, the deployment lock, retried short
-transactions) that runs phases (`migrations.phases`), checks drift first (`migrations.drift`)
-and keeps the registry's before-images.
+transactions) that runs phases (`migrations.phases`) and keeps the registry's before-images
+(`migrations.keeping`), after checking drift (`migrations.drift`).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO, TypeVar
 
-import psycopg2
-import psycopg2.errors
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import application, catalog, drift, faults, ledger, plan, registry
-from migrations.dburl import URL, DeployError, UsageError, mask, scalar
-from migrations.phases import Phases
+from migrations import application, catalog, drift, ledger, plan
+from migrations.dburl import URL, DeployError, UsageError
+from migrations.keeping import Keeping
 from migrations.session import Settings
 from migrations.steps import Migration, load_all, previous
 
@@ -35,7 +32,7 @@ def find(migrations: list[Migration], name: str) -> int:
     return names.index(name)
 
 
-class Runner(Phases):
+class Runner(Keeping):
     """Applies and reverts migrations on one database, holding the deployment lock."""
 
     def __init__(
@@ -171,53 +168,6 @@ class Runner(Phases):
             if not done:
                 self.say("nothing to do: every migration up to the target is applied")
             return done
-
-    def ensure_registry(self) -> None:
-        """The kit's registry (azak_registry), made if need be; an earlier kit's ledger moved in."""
-        try:
-            said = self.transaction(lambda cur: registry.ensure(cur, self.migrations), "the registry")
-        except psycopg2.errors.InsufficientPrivilege as exc:
-            raise DeployError(
-                f"cannot make the kit's registry ({registry.SCHEMA}) in {mask(self.url)}: "
-                f"{str(exc).strip().splitlines()[0]}; grant the deploying role CREATE on the database, "
-                f"or have its owner run CREATE SCHEMA {registry.SCHEMA} AUTHORIZATION <deploying role>;"
-                " nothing was changed"
-            ) from None
-        for line in said:
-            self.say(line)
-
-    def deployment(self) -> int | None:
-        """The deployment the ledger records (None: the kit has not begun one here)."""
-        return self.transaction(registry.current, "read the registry")
-
-    def keep_before_image(
-        self, deployment: int | None, migration: Migration | None, applied: list[str]
-    ) -> int:
-        """Keep a before-image in the registry, on the server: of a new deployment (None) as the
-        database is before the first migration (verification's yardstick), and again just
-        before a migration that rewrites values (they are judged against it). The deployment's id."""
-
-        def work(cur: Cursor) -> tuple[int, int]:
-            rewrites = list(migration.contract.rewrites) if migration else []
-            image_id = registry.take(
-                cur, deployment, migration.name if migration else None, applied, rewrites
-            )
-            faults.fault("inside:before-image")
-            owner = scalar(cur, "SELECT deployment FROM azak_registry.images WHERE id = %s", (image_id,))
-            return image_id, int(owner)
-
-        image_id, kept_for = self.transaction(work, "keep the before-image")
-        what = f"just before {migration.name}" if migration else "at base"
-        self.say(f"  before-image #{image_id} ({what}) kept in {registry.SCHEMA}, deployment #{kept_for}")
-        return kept_for
-
-    def adopt(self, migration: Migration) -> None:
-        """Record a migration whose tables someone created by hand and that match exactly."""
-        started = time.monotonic()
-        self.transaction(
-            lambda cur: self.record(cur, migration, "applied", started), f"adopt {migration.name}"
-        )
-        self.say(f"  adopted {migration.name}: its tables exist and match the migration exactly")
 
     def downgrade(self, to: str) -> list[str]:
         """Revert every recorded migration after `to` (or all, for 'base'), newest first."""
