@@ -27,10 +27,11 @@ import psycopg2
 import pytest
 from pytest_postgresql.executors.noop import NoopExecutor
 
-from migrations import appdb, backup, provenance, restore, snapshot
+from migrations import backup, provenance, restore, snapshot
+from migrations.changes import appdb
 from migrations.dburl import connect, libpq_command, mask, parse
+from migrations.lock import LOCK_KEY
 from migrations.rehearse import run_verification
-from migrations.runner import LOCK_KEY
 from tests.conftest import ROOT, TEST_STOCKS, Db, clone, one_line, run
 from verification import operations
 

@@ -42,8 +42,8 @@ AHEAD = "test_sequences::test_sequences_are_ahead_of_their_ids"
 SETTINGS = "test_settings::test_sessions_fire_triggers_and_check_foreign_keys"
 SHADOWED = "test_settings::test_sessions_find_the_deployments_tables_in_public"
 LEDGER = "test_ledger::test_ledger_records_exactly_the_state"
-ALL_ONE = "test_priority::test_every_priority_is_1"
-SAVED = "test_priority::test_saved_priorities_are_the_originals"
+ALL_ONE = "test_changes::test_every_priority_is_1"
+SAVED = "test_changes::test_saved_priorities_are_the_originals"
 AS_BEFORE = "test_rewrites::test_rewritten_values_are_as_before[stocks.priority]"
 IMAGE = "test_tables::test_before_image_is_known"
 OWNERS = "test_ownership::test_owners_and_grants_are_as_expected"
@@ -58,7 +58,7 @@ BROKEN_ELSEWHERE = {
 
 
 def probe(name: str) -> str:
-    return f"test_behaviour::{name}"
+    return f"test_changes::{name}"
 
 
 def recreate_fk(table: str, name: str, tail: str) -> str:

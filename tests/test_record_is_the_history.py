@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from migrations.runner import LOCK_KEY
+from migrations.lock import LOCK_KEY
 from tests.conftest import ROOT, Db, ok
 from tests.test_verifies_from_anywhere import a_clone, kit, plain_env, verify
 

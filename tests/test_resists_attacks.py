@@ -16,7 +16,7 @@ from migrations.dburl import connect, dbname, mask, run_outside_transaction
 from migrations.steps import load_all
 from tests.conftest import ROOT, Db, ok, throwaway_role
 
-SAVED = "test_priority::test_saved_priorities_are_the_originals"
+SAVED = "test_changes::test_saved_priorities_are_the_originals"
 AS_BEFORE = "test_rewrites::test_rewritten_values_are_as_before[stocks.priority]"
 AHEAD = "test_sequences::test_sequences_are_ahead_of_their_ids"
 
