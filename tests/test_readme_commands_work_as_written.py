@@ -1,7 +1,7 @@
-"""The README's Deploying commands run as written on a fresh clone after `make setup`: each
-names the venv that `make setup` makes, each parses (the migrations' commands by their own
-parser, the verification's through `--collect-only`, which checks every option but connects
-to nothing)."""
+"""The README's Deploying and Rolling back commands run as written on a fresh clone after
+`make setup`: each names the venv that `make setup` makes, each parses (the migrations' commands
+by their own parser, the verification's through `--collect-only`, which checks every option but
+connects to nothing)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,15 @@ from tests.conftest import ROOT, run
 VENV_PYTHON = ".venv/bin/python"
 
 
+SECTIONS = ("Deploying", "Rolling back")
+
+
 def deploying_commands() -> list[list[str]]:
-    """The command lines of the bash blocks of the README's Deploying section (continuations
-    joined, comments dropped)."""
+    """The command lines of the bash blocks of the README's Deploying and Rolling back sections
+    (continuations joined, comments dropped)."""
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Deploying\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    sections = [readme.split(f"\n## {name}\n", 1)[1].split("\n## ", 1)[0] for name in SECTIONS]
+    blocks = re.findall(r"```bash\n(.*?)```", "\n".join(sections), re.DOTALL)
     lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
     return [words for words in (shlex.split(line, comments=True) for line in lines) if words]
 
