@@ -177,7 +177,7 @@ def test_models_that_cannot_be_loaded_are_one_line(deployed_db: Db, args: tuple[
 
 def test_an_import_error_quoting_the_url_never_shows_the_password(deployed_db: Db) -> None:
     secret = "s3cret-app-models"
-    result = Db(deployed_db.url.set(password=secret)).verify(
+    result = deployed_db.at(deployed_db.url.set(password=secret)).verify(
         "--app-models=backend.db.unconfigured", "--app-path=tests/app"
     )
     assert result.returncode == 4, result.output[-4000:]

@@ -811,7 +811,7 @@ def read_only_role(deployed_db: Db) -> Iterator[str]:
 
 
 def test_read_only_role_verifies_a_correct_deployment(deployed_db: Db, read_only_role: str) -> None:
-    reader = Db(deployed_db.url.set(username=read_only_role))
+    reader = deployed_db.at(deployed_db.url.set(username=read_only_role))
     result = reader.verify()
     assert result.returncode == 0, result.output[-4000:]
     assert "the verifying role may not write: behaviour probes not run" in result.output
@@ -820,7 +820,7 @@ def test_read_only_role_verifies_a_correct_deployment(deployed_db: Db, read_only
 
 def test_read_only_role_still_catches_a_broken_deployment(deployed_db: Db, read_only_role: str) -> None:
     deployed_db.execute("ALTER TABLE stocks ENABLE REPLICA TRIGGER trigger_stocks_priority_deprecated;")
-    result = Db(deployed_db.url.set(username=read_only_role)).verify()
+    result = deployed_db.at(deployed_db.url.set(username=read_only_role)).verify()
     assert result.returncode == 1 and TRIGGERS in result.failed, result.output[-4000:]
 
 

@@ -35,7 +35,7 @@ def test_no_usage_on_public_is_one_failed_check_with_report_and_record(
     deployed_db: Db, hardened_role: str, tmp_path: Path
 ) -> None:
     report, record = tmp_path / "report.html", tmp_path / "deployments.md"
-    reader = Db(deployed_db.url.set(username=hardened_role))
+    reader = deployed_db.at(deployed_db.url.set(username=hardened_role))
     result = reader.verify(f"--html={report}", "--self-contained-html", f"--record={record}")
     assert result.returncode == 1, result.output[-3000:]
     assert "INTERNALERROR" not in result.output and "Traceback" not in result.output

@@ -90,7 +90,7 @@ def test_fleet_blames_only_the_database_that_failed(deployed_db: Db) -> None:
         deployed_db.url, f'CREATE DATABASE "{second}" TEMPLATE "{dbname(deployed_db.url)}"'
     )
     try:
-        broken = Db(deployed_db.url.set(database=second))
+        broken = deployed_db.at(deployed_db.url.set(database=second))
         broken.execute("ALTER TABLE product_info DROP COLUMN prdt_name")
         first_url = mask(deployed_db.url)
         result = deployed_db.verify(f"--db-url={deployed_db.text_url}", f"--db-url={broken.text_url}")
@@ -144,7 +144,7 @@ def test_cascade_switched_off_for_a_read_only_verifier_fails(deployed_db: Db, ro
         " ALTER TABLE stocks DISABLE TRIGGER ALL;"
         " ALTER TABLE stocks ENABLE TRIGGER trigger_stocks_priority_deprecated;"
     )
-    result = Db(deployed_db.url.set(username=role)).verify()
+    result = deployed_db.at(deployed_db.url.set(username=role)).verify()
     assert result.returncode == 1, shown(result)
     assert "(ENFORCEMENT TRIGGERS DISABLED" in result.output, shown(result)
 
@@ -254,7 +254,7 @@ def test_upgrade_by_a_role_that_cannot_alter_stocks_changes_nothing(app_db: Db) 
     committed, the third fails with 'permission denied', a half deployment is left."""
     grants = "GRANT CREATE, USAGE ON SCHEMA public TO {role}; GRANT SELECT, REFERENCES ON ALL TABLES IN SCHEMA public TO {role};"
     with throwaway_role(app_db, "azak_dep", grants) as name:
-        done = Db(app_db.url.set(username=name)).cli("upgrade")
+        done = app_db.at(app_db.url.set(username=name)).cli("upgrade")
         assert done.returncode == 1 and "the deploying role may not alter stocks" in done.stderr, done.stderr
         assert app_db.value("SELECT to_regclass('public.product_info') IS NULL"), (
             "refused only after committing migrations 1 and 2:\n" + done.stdout + done.stderr

@@ -83,7 +83,7 @@ def test_verification_from_another_clone_or_directory_judges_by_the_database(
         done = verify(cwd, suite, app_db)
         assert done.returncode == 0, said(done)
     assert not (b / "data" / "images").exists() and not (elsewhere / "data" / "images").exists()
-    twin, broken = Db(app_db.url.set(database=f"{dbname(app_db.url)}_t")), None
+    twin, broken = app_db.at(app_db.url.set(database=f"{dbname(app_db.url)}_t")), None
     run_outside_transaction(
         app_db.url, f'CREATE DATABASE "{dbname(twin.url)}" TEMPLATE "{dbname(app_db.url)}"'
     )
@@ -156,10 +156,10 @@ def test_a_read_only_verifier_needs_select_on_the_registry(deployed_db: Db) -> N
     public = "GRANT USAGE ON SCHEMA public TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
     registry = "GRANT USAGE ON SCHEMA azak_registry TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA azak_registry TO {role};"
     with throwaway_role(deployed_db, "azak_ro", public + registry) as role:
-        result = Db(deployed_db.url.set(username=role)).verify()
+        result = deployed_db.at(deployed_db.url.set(username=role)).verify()
         assert result.returncode == 0, result.output[-3000:]
         assert "not in the database's history: permission denied" in result.output
     with throwaway_role(deployed_db, "azak_ro", public) as role:
-        result = Db(deployed_db.url.set(username=role)).verify()
+        result = deployed_db.at(deployed_db.url.set(username=role)).verify()
         assert result.returncode == 1, result.output[-3000:]
         assert "USAGE on schema azak_registry and SELECT on its tables" in result.output
