@@ -219,8 +219,7 @@ class Db:
         passed check ids. A run longer than `timeout` fails the test (subprocess raises)."""
         junit = (tmp or Path(os.environ.get("TMPDIR", "/tmp"))) / f"junit-{uuid.uuid4().hex}.xml"
         pinned = () if self.to is None or any(a.startswith("--to") for a in args) else (f"--to={self.to}",)
-        argv = [sys.executable, "-m", "verification", "-q", f"--junitxml={junit}", *pinned, *args]
-        done = run(argv, env={"DATABASE_URL": self.text_url}, timeout=timeout)
+        done = run_verification(self.url, f"--junitxml={junit}", *pinned, *args, timeout=timeout)
         result = VerifyRun(done.returncode, done.stdout + done.stderr)
         if junit.exists():
             for case in ET.parse(junit).iter("testcase"):
@@ -297,6 +296,17 @@ def run(
     return subprocess.run(
         argv, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def run_verification(
+    url: URL | None, *args: str, plugins: tuple[str, ...] = (), timeout: float = VERIFY_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    """`python -m verification -q ARGS` on `url` as the README runs it (the URL in DATABASE_URL,
+    never in argv), with `plugins` loaded; `url` None: the databases are in ARGS. A run longer
+    than `timeout` fails the test (subprocess raises)."""
+    loaded = [arg for name in plugins for arg in ("-p", name)]
+    target = {"DATABASE_URL": url.render_as_string(hide_password=False)} if url is not None else {}
+    return run([sys.executable, "-m", "verification", "-q", *loaded, *args], env=target, timeout=timeout)
 
 
 def clone(template: NoopExecutor, to: str | None = None) -> Iterator[Db]:

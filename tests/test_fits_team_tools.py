@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from migrations.dburl import mask
-from migrations.rehearse import run_verification
-from tests.conftest import ROOT, Db, clone_deployed, run
+from tests.conftest import ROOT, Db, clone_deployed, run, run_verification
 
 
 @pytest.fixture

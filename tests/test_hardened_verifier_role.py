@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from migrations.dburl import mask
-from migrations.rehearse import run_verification
-from tests.conftest import Db, throwaway_role
+from tests.checks import ACCESS
+from tests.conftest import Db, run_verification, throwaway_role
 
-ACCESS = "test_access::test_verifying_role_may_use_schema_public"
 CLOSED = "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; REVOKE ALL ON SCHEMA public FROM PUBLIC;"
 
 

@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from migrations import image
-from tests.conftest import Db, ok, throwaway_role
-from tests.test_catches_broken_deployments import (
+from tests.checks import (
     CLAIMS,
     DEFAULTS,
     FKS,
@@ -33,7 +32,8 @@ from tests.test_catches_broken_deployments import (
     TRIGGERS,
     UNIQUE,
 )
-from tests.test_survives_faults import holding
+from tests.conftest import Db, ok, throwaway_role
+from tests.helpers import holding
 
 DATABASE = "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {}', current_database()); END $$;"
 PRIORITY_BODY = """

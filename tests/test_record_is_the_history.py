@@ -15,7 +15,7 @@ from pathlib import Path
 
 from migrations.runner import LOCK_KEY
 from tests.conftest import ROOT, Db, ok
-from tests.test_verifies_from_anywhere import a_clone, kit, plain_env, verify
+from tests.helpers import a_clone, kit, plain_env, verify
 
 INDEX = "index product_info.idx_product_info_stock_code"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from migrations.steps import EXTRA_ENV, load_all
-from tests.conftest import Db, ledger, ok, throwaway_role
+from tests.conftest import Db, ledger, ok, run_verification, throwaway_role
 
 FIFTH = "tests.changes.product_names"
 US001_HEAD = "deprecate_priority_column"
@@ -105,7 +105,7 @@ def test_the_fifth_migrations_batches_are_attacked_by_the_fault_tests(app_db: Db
     kills the FIRST one's batch (stocks.priority), and the new migration's batches are never
     attacked, although the README promises it ("kills the runner at every fault point of the
     new migration")."""
-    from tests.test_survives_faults import fault_points
+    from tests.helpers import fault_points
 
     points = fault_points("up")
     start = points.index("before:normalise_product_names:up:1")  # its Batches phase
@@ -278,7 +278,6 @@ def test_a_role_that_owns_nothing_is_not_told_the_deployment_is_absent(deployed_
     but the report's "what to do now" reads the unreadable ledger as empty and tells the
     operator 'The ledger records no US-001 migration: nothing to roll back', then to restore
     the newest backup: advice to undo a correct deployment, on a fact it never read."""
-    from migrations.rehearse import run_verification
 
     with throwaway_role(deployed_db, "azak_none") as name:
         done = run_verification(deployed_db.url.set(username=name))

@@ -32,7 +32,7 @@ from migrations import deprecate_priority_column
 from migrations.dburl import libpq_params
 from migrations.steps import Ddl
 from tests.conftest import Db, ledger
-from tests.test_survives_faults import BATCH, paused
+from tests.helpers import BATCH, paused
 
 NAME = "deprecate_priority_column"
 WAIT_S = 60  # a hang guard only: each writer either commits or waits for a lock at once

@@ -29,8 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from migrations.dburl import UsageError, libpq_command, mask, mask_text, parse
-from migrations.rehearse import run_verification
-from tests.conftest import Db, run
+from tests.conftest import Db, run, run_verification
 
 MARKERS = ("QZXa1", "WVKb2", "JMRc3")  # no hex pair, no word the kit writes
 SPECIALS = list("@:/?#&=%+'\"\\ !$*;,[]{}()<>|^`~") + ["\t", "\n", "ü", "한"]

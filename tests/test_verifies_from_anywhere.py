@@ -6,18 +6,16 @@ refuses an image of another database."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from migrations import image, record
+from migrations import image
 from migrations.dburl import connect, dbname, run_outside_transaction
 from migrations.steps import load_all
-from tests.conftest import ROOT, Db
+from tests.conftest import Db
+from tests.helpers import a_clone, kit, verify
 
 INDEX = "index product_info.idx_product_info_stock_code"
 TRIGGER = "trigger stocks.trigger_stocks_priority_deprecated"
@@ -27,36 +25,6 @@ BEGIN NEW.priority := 1; RETURN NEW; END $$;
 CREATE TRIGGER trigger_stocks_priority_deprecated BEFORE INSERT OR UPDATE OF priority ON stocks
     FOR EACH ROW EXECUTE FUNCTION stocks_priority_deprecated();
 """
-
-
-def a_clone(where: Path) -> Path:
-    """The kit as another clone has it: its own code, its own data/ (nothing of this one's)."""
-    for name in ("migrations", "verification"):
-        shutil.copytree(ROOT / name, where / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("conftest.py", "pytest.ini"):
-        shutil.copy(ROOT / name, where / name)
-    return where
-
-
-def plain_env() -> dict[str, str]:
-    """An operator's environment: no test defaults for the record or image folders."""
-    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    for name in (record.PATH_ENV, image.DIR_ENV, "DATABASE_URL"):
-        env.pop(name, None)
-    return env
-
-
-def kit(cwd: Path, db: Db, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m migrations ARGS --db-url URL`, run in `cwd` (a clone of the kit)."""
-    argv = [sys.executable, "-m", "migrations", *args, "--db-url", db.text_url]
-    return subprocess.run(argv, cwd=cwd, env=plain_env(), capture_output=True, text=True, timeout=300)
-
-
-def verify(cwd: Path, suite: Path, db: Db, *args: str) -> subprocess.CompletedProcess[str]:
-    """`pytest SUITE --db-url URL ARGS` from `cwd`: the URL is all it is told."""
-    argv = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider"]
-    argv += ["-p", "pytest_metadata.plugin", "-p", "pytest_html.plugin", "--db-url", db.text_url, *args]
-    return subprocess.run(argv, cwd=cwd, env=plain_env(), capture_output=True, text=True, timeout=300)
 
 
 def said(done: subprocess.CompletedProcess[str]) -> str:
