@@ -9,10 +9,9 @@ import pytest
 from migrations import catalog
 from migrations.contract import Key
 from migrations.steps import EXTRA_ENV, load_all
-from tests.conftest import Db, ok
+from tests.conftest import US001_HEAD, Db, ok
 
 NEXT = "tests.changes.next_change"
-US001_HEAD = "deprecate_priority_column"
 
 
 @pytest.fixture
@@ -44,7 +43,7 @@ def test_next_change_upgrades_verifies_and_rolls_back(app_db: Db) -> None:
 @pytest.mark.usefixtures("next_change")
 def test_verification_at_head_expects_the_next_change(deployed_db: Db) -> None:
     """US-001 alone is not the head any more: its table is missing, its dropped FK is there."""
-    result = deployed_db.verify()
+    result = deployed_db.verify("--to=head")
     assert result.returncode == 1
     assert "table stock_news: expected" in (result.output)
     assert "constraint financial_ratios.fk_financial_stock: expected nothing (absent)" in result.output
