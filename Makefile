@@ -53,5 +53,5 @@ lint: $(READY)  ## ruff and mypy on the code, squawk on the SQL that upgrade run
 bench: $(READY)  ## figures and ratios on generated data (1,000,000 stocks); minutes, not seconds
 	$(PY) -m bench
 
-clean:  ## tools and caches only: never data/ (the backups) nor reports/ (the deployment record)
+clean:  ## tools and caches only: never data/ (backups, images, the deployment record) nor reports/
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

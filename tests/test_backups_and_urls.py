@@ -27,7 +27,7 @@ import psycopg2
 import pytest
 from pytest_postgresql.executors.noop import NoopExecutor
 
-from migrations import appdb, backup, provenance, restore, snapshot
+from migrations import appdb, backup, provenance, record, restore, snapshot
 from migrations.dburl import connect, libpq_command, mask, parse
 from migrations.runner import LOCK_KEY
 from migrations.steps import load_all
@@ -230,7 +230,7 @@ def test_restore_refuses_what_the_kit_did_not_write_changing_nothing(
 def test_restore_refuses_a_dump_of_another_database(empty_db: Db, app_db: Db, tmp_path: Path) -> None:
     empty_db.execute("CREATE TABLE other (id integer)")
     argv, env = libpq_command(empty_db.url)
-    dump = subprocess.run(["pg_dump", *argv], capture_output=True, env=env, check=True).stdout
+    dump = subprocess.run(["pg_dump", *argv], capture_output=True, env=env, check=True, timeout=120).stdout
     (tmp_path / "other.sql").write_bytes(dump)
     before = app_db.snapshot()
     done = kit("restore", str(tmp_path / "other.sql"), "--yes", "--db-url", app_db.text_url)
@@ -362,12 +362,12 @@ def test_runbook_gunzip_and_psql_f_on_an_upgraded_database_gives_back_the_dump_l
     assert app_db.cli("upgrade").returncode == 0
     copy = tmp_path / app_backup.name
     shutil.copy(app_backup, copy)
-    subprocess.run(["gunzip", str(copy)], check=True)
+    subprocess.run(["gunzip", str(copy)], check=True, timeout=120)
     sql = copy.with_suffix("")  # azak_backup_X.sql
     url = app_db.url
     stop = ["-v", "ON_ERROR_STOP=1"] if on_error_stop else []
     argv = ["psql", "-h", str(url.host), "-U", str(url.username), "-d", str(url.database), *stop]
-    done = subprocess.run([*argv, "-f", str(sql)], capture_output=True, text=True, check=False)
+    done = subprocess.run([*argv, "-f", str(sql)], capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
     assert pg_dump_lines(app_db) == before_lines
     assert app_db.snapshot().differences(before) == []
@@ -394,7 +394,9 @@ def mounted(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
         where = tmp_path / f"mnt{len(done)}"
         where.mkdir()
         if subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=False
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+            check=False,
+            timeout=120,
         ).returncode:
             pytest.skip("cannot mount a tmpfs here (needs root)")
         done.append(where)
@@ -402,7 +404,7 @@ def mounted(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
 
     yield mount
     for where in done:
-        subprocess.run(["umount", str(where)], check=False)
+        subprocess.run(["umount", str(where)], check=False, timeout=120)
 
 
 @pytest.mark.parametrize(
@@ -485,13 +487,20 @@ def test_restore_gives_up_on_a_held_table_lock_naming_the_holder(app_db: Db, app
 
 
 def test_make_clean_keeps_backups_and_the_deployment_record(tmp_path: Path) -> None:
+    """`make clean` removes tools and caches, never a backup, an image, the deployment record
+    (where the kit writes it by default) nor a verification report."""
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
-    kept = [tmp_path / "data/backups/azak_backup_20251117_093000.sql.gz", tmp_path / "reports/deployments.md"]
+    kept = [
+        tmp_path / "data/backups/azak_backup_20251117_093000.sql.gz",
+        tmp_path / "data/images/azak_image_app_20251117_093000_000000.json.gz",
+        tmp_path / record.DEFAULT_PATH,
+        tmp_path / "reports/verification.html",
+    ]
     for path in [*kept, tmp_path / ".venv/bin/python", tmp_path / ".mypy_cache/x"]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
-    subprocess.run(["make", "-C", str(tmp_path), "clean"], capture_output=True, check=True)
-    assert all(p.exists() for p in kept)
+    subprocess.run(["make", "-C", str(tmp_path), "clean"], capture_output=True, check=True, timeout=60)
+    assert [p for p in kept if not p.exists()] == []
     assert not (tmp_path / ".venv").exists() and not (tmp_path / ".mypy_cache").exists()
 
 

@@ -160,6 +160,7 @@ def test_runbook_restore_with_gunzip_and_psql_works(app_db: Db, good_backup: Pat
         capture_output=True,
         check=False,
         cwd=ROOT,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert app_db.snapshot().differences(before) == []

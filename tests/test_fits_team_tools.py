@@ -69,6 +69,7 @@ def test_sql_of_the_upgrade_passes_squawk() -> None:
         text=True,
         check=False,
         cwd=ROOT,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

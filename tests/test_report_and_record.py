@@ -241,7 +241,7 @@ def verification_in(cwd: Path, db: Db, *args: str) -> subprocess.CompletedProces
     argv += ["-p", "pytest_metadata.plugin", "-p", "pytest_html.plugin", *args]
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "DATABASE_URL": db.text_url}
     env.pop(record.PATH_ENV, None)  # the record's own default, data/deployments.md under cwd
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=120)
 
 
 def test_named_environment_is_recorded_by_default_with_what_was_not_checked(
@@ -366,7 +366,11 @@ def test_status_and_plan_speak_in_sentences(head_db: Db) -> None:
 )
 def test_every_command_describes_itself_and_only_its_options(command: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "migrations", command, "--help"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "migrations", command, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     description = done.stdout.split("\n\n")[1]

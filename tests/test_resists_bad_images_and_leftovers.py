@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.conftest import ROOT, Db
@@ -65,13 +64,12 @@ def test_a_before_file_with_one_huge_line_is_refused_in_bounded_memory(
     argv += ["-p", "pytest_metadata.plugin", "-p", "pytest_html.plugin"]  # as run_verification
     argv += ["--before", str(bomb), "--record", "none"]
     env = {**os.environ, "DATABASE_URL": deployed_db.text_url, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    started = time.monotonic()
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     output = done.stdout + done.stderr
-    assert time.monotonic() - started < 60
     assert "MemoryError" not in output, output[-3000:]
-    assert "azak_image_bomb.json.gz" in output, output[-3000:]
-    assert done.returncode in (1, 2, 4), output[-3000:]
+    lines = output.strip().splitlines()
+    assert done.returncode == 4 and len(lines) == 1, output[-3000:]  # a usage error, before any check
+    assert lines[0].startswith(f"ERROR: {bomb} is not a before-image file"), lines
 
 
 # -- kill -9 while the before-image is written ----------------------------------------------------
@@ -107,8 +105,10 @@ def test_downgrade_to_base_with_product_info_made_by_hand_does_not_say_done_at_b
     naming the difference; `pytest verification --to base` fails on it.) Rolling back should
     at least name product_info as left in place, and status should not call it base."""
     app_db.execute("CREATE TABLE product_info (id serial PRIMARY KEY, stock_code varchar(10), note text)")
-    down = app_db.cli("downgrade", "--to", "base")
-    status = ok(app_db.cli("status"))
-    said = down.stdout + down.stderr + status
+    down = ok(app_db.cli("downgrade", "--to", "base"))
+    assert "left in place, not recorded in the ledger (made by hand?): product_info\n" in down, down
     assert app_db.value("SELECT to_regclass('public.product_info') IS NOT NULL")  # kept: not the kit's
-    assert re.search(r"\bproduct_info\b", said), said  # the table, not add_product_info_table
+    status = ok(app_db.cli("status"))
+    assert re.search(r"add_product_info_table +pending, but product_info exist\(s\) without it", status), (
+        status
+    )

@@ -311,7 +311,12 @@ def test_restore_check_follows_standard_conforming_strings_as_psql_does(app_db: 
 
     # the runbook's way runs the shell command (psql stops later, on the leftover quote)
     psql_url = app_db.text_url.replace("postgresql+psycopg2", "postgresql", 1)
-    subprocess.run(["psql", "-X", "-q", "-d", psql_url, "-f", str(crafted)], capture_output=True, check=False)
+    subprocess.run(
+        ["psql", "-X", "-q", "-d", psql_url, "-f", str(crafted)],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
     assert marker.exists(), "psql did not run the meta-command: the crafted file is not what it claims"
     marker.unlink()
 

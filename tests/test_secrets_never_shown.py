@@ -105,7 +105,9 @@ def test_no_secret_reaches_a_libpq_tools_argv(pw: str, form: str) -> None:
 
 def pg_dump_spy(folder: Path) -> Path:
     """A `pg_dump` first on PATH that writes down its argv and environment, then is pg_dump."""
-    real = subprocess.run(["which", "pg_dump"], capture_output=True, text=True, check=True).stdout.strip()
+    real = subprocess.run(
+        ["which", "pg_dump"], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
     spy = folder / "pg_dump"
     spy.write_text(
         "#!/bin/sh\n"

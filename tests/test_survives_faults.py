@@ -107,7 +107,7 @@ def test_upgrade_gives_up_on_a_held_lock_naming_the_holder(app_db: Db, statement
 
 def test_verification_on_a_locked_database_ends_instead_of_hanging(deployed_db: Db) -> None:
     with holding(deployed_db, LOCKERS["ACCESS EXCLUSIVE"]):
-        result = deployed_db.verify("--lock-timeout=100")  # run() raises if it would hang (timeout)
+        result = deployed_db.verify("--lock-timeout=100", timeout=120)  # hanging: subprocess raises
     assert result.returncode == 1
     assert "lock timeout" in result.output
     assert "test_priority::test_every_priority_is_1" in result.failed
