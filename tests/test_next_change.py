@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from migrations import catalog
-from migrations.contract import Key
 from migrations.steps import EXTRA_ENV, load_all
+from tests.changes.next_change import TITLE as NEXT_TITLE
 from tests.conftest import US001_HEAD, Db, ok
+from tests.helpers import catalog_image
 
 NEXT = "tests.changes.next_change"
 
@@ -50,9 +50,16 @@ def test_verification_at_head_expects_the_next_change(deployed_db: Db) -> None:
     assert "the ledger should record" in result.output
 
 
-def test_the_next_contract_declares_only_what_it_changes() -> None:
-    """Its contract speaks the catalog's words (the same keys the image reads)."""
-    from tests.changes.next_change.contracts.drop_financial_stock_key import CONTRACT
-
-    assert CONTRACT.removes == (Key("constraint", "financial_ratios", "fk_financial_stock"),)
-    assert all(key.kind in catalog.KINDS for key in CONTRACT.keys)
+@pytest.mark.usefixtures("next_change")
+def test_the_next_contracts_name_facts_as_the_catalog_reads_them(deployed_db: Db) -> None:
+    """What the next change's contracts remove or change exists under that key in the catalog
+    at US-001's head, and what they remove is gone after; what they add is new and there."""
+    before = catalog_image(deployed_db)
+    ok(deployed_db.cli("upgrade"))
+    after = catalog_image(deployed_db)
+    contracts = [m.contract for m in load_all() if m.change == NEXT_TITLE]
+    assert len(contracts) == 2
+    for contract in contracts:
+        assert [k for k in (*contract.removes, *contract.changes) if k not in before] == []
+        assert [k for k in contract.removes if k in after] == []
+        assert [k for k in contract.adds if k in before or k not in after] == []
