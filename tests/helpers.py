@@ -167,3 +167,18 @@ def catalog_image(db: Db) -> catalog.Image:
             return catalog.read(cur)
     finally:
         conn.close()
+
+
+def shown(result) -> str:
+    """The failed checks and the failure lines of a verification run."""
+    lines = [ln.strip() for ln in result.output.splitlines() if "::test_" in ln and ": " in ln]
+    return f"failed: {sorted(result.failed)}\n" + "\n".join(lines)[:2000] + "\n" + result.output[-600:]
+
+
+def refused(db: Db, *args: str) -> str:
+    before = db.snapshot()
+    done = db.cli("upgrade", *args)
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr
+    assert db.snapshot().differences(before) == [], "a refused upgrade must change nothing"
+    return done.stderr

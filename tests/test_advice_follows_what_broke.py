@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Db
+from tests.conftest import ROOT, Db, run_verification, throwaway_role
 
 
 @dataclass
@@ -289,3 +289,14 @@ def test_a_passing_run_has_nothing_to_do(deployed_db: Db) -> None:
     steps = what_to_do(result.output)
     assert steps[0].text == "Nothing to do: the database is as the migrations require (at head)."
     assert "-m migrations downgrade --to base" in steps[1].commands[0]
+
+
+def test_a_role_that_owns_nothing_is_not_told_the_deployment_is_absent(deployed_db: Db) -> None:
+    """A role that may not read the ledger is told so: the advice never reads an unreadable
+    ledger as empty, nor offers to roll back or restore a correct deployment."""
+
+    with throwaway_role(deployed_db, "azak_none") as name:
+        done = run_verification(deployed_db.url.set(username=name))
+    said = done.stdout + done.stderr
+    assert "permission denied" in said
+    assert "may not read the ledger" in said and "nothing to roll back" not in said, said[-1200:]

@@ -88,3 +88,14 @@ def test_example_workflows_are_valid_and_name_the_real_commands(name: str) -> No
     else:
         assert "python -m migrations upgrade" in commands
         assert "pytest verification" in commands and "--junitxml=" in commands
+
+
+def test_deploy_pipeline_keeps_its_backup() -> None:
+    """The deploy workflow keeps its backups as an artifact (data/backups): the backup to restore
+    outlives the throwaway runner that made it."""
+    workflow = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
+    kept = " ".join(
+        s["with"]["path"] for s in steps if s.get("uses", "").startswith("actions/upload-artifact")
+    )
+    assert "data/backups" in kept, f"artifacts kept: {kept}"

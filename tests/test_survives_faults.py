@@ -18,8 +18,8 @@ import pytest
 
 from migrations import catalog, contract
 from migrations.steps import load_all
-from tests.conftest import ROOT, Db, ledger
-from tests.helpers import BATCH, a_clone, catalog_image, fault_points, holding, paused
+from tests.conftest import ROOT, Db, ledger, ok, throwaway_role
+from tests.helpers import BATCH, a_clone, catalog_image, fault_points, holding, paused, refused
 from tests.lock_witness import VERIFICATION_LOCKS, locks_seen
 
 UP_KILLS, DOWN_KILLS = fault_points("up"), fault_points("down")
@@ -116,15 +116,6 @@ def test_verification_on_a_locked_database_ends_instead_of_hanging(deployed_db: 
 # -- drift ----------------------------------------------------------------------------------
 
 
-def refused(db: Db, *args: str) -> str:
-    before = db.snapshot()
-    done = db.cli("upgrade", *args)
-    assert done.returncode == 1, done.stdout
-    assert "Traceback" not in done.stderr
-    assert db.snapshot().differences(before) == [], "a refused upgrade must change nothing"
-    return done.stderr
-
-
 def test_migration_changed_after_it_was_applied_is_refused(deployed_db: Db, tmp_path: Path) -> None:
     kit = a_clone(tmp_path / "kit")  # a checkout in which someone edits an applied migration
     (first,) = [m for m in load_all() if m.name == "add_product_info_table"]
@@ -180,25 +171,6 @@ def test_ledger_row_without_its_table_is_refused(deployed_db: Db) -> None:
     deployed_db.execute("DROP TABLE financial_ratios")
     err = refused(deployed_db)
     assert "add_financial_ratios_table: the ledger says applied but financial_ratios is missing" in err
-
-
-def test_table_created_by_hand_that_matches_is_adopted(app_db: Db) -> None:
-    from migrations import add_product_info_table
-
-    app_db.execute(add_product_info_table.UPGRADE[0].sql)
-    done = app_db.cli("upgrade")
-    assert done.returncode == 0, done.stderr
-    assert "adopted add_product_info_table" in done.stdout
-    assert app_db.verify().returncode == 0
-
-
-def test_table_created_by_hand_that_differs_is_refused(app_db: Db) -> None:
-    app_db.execute("CREATE TABLE product_info (id serial PRIMARY KEY, stock_code varchar(12))")
-    err = refused(app_db)
-    assert (
-        "add_product_info_table: column product_info.stock_code: expected 'character varying(10) not null',"
-        " found 'character varying(12) null'"
-    ) in err
 
 
 # -- concurrent writers ---------------------------------------------------------------------
@@ -280,3 +252,32 @@ def test_hung_server_answers_within_the_connect_timeout(app_db: Db) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith(f"error: cannot connect to postgresql://u:***@127.0.0.1:{port}/x")
     assert "timeout" in done.stderr
+
+
+def test_upgrade_by_a_role_that_cannot_alter_stocks_changes_nothing(app_db: Db) -> None:
+    """A deploy role that may create tables but not alter `stocks` is refused before the first
+    migration, in one line: nothing is committed, no half deployment is left."""
+    grants = "GRANT CREATE, USAGE ON SCHEMA public TO {role}; GRANT SELECT, REFERENCES ON ALL TABLES IN SCHEMA public TO {role};"
+    with throwaway_role(app_db, "azak_dep", grants) as name:
+        done = app_db.at(app_db.url.set(username=name)).cli("upgrade")
+        assert done.returncode == 1 and "the deploying role may not alter stocks" in done.stderr, done.stderr
+        assert app_db.value("SELECT to_regclass('public.product_info') IS NULL"), (
+            "refused only after committing migrations 1 and 2:\n" + done.stdout + done.stderr
+        )
+
+
+def test_kill_while_the_before_image_is_written_leaves_no_half_image_behind(app_db: Db) -> None:
+    """A kill -9 while `upgrade` keeps the before-image (in the registry, in one transaction)
+    leaves no image and no deployment; the rerun keeps a whole one, verifies and rolls back."""
+    killed = app_db.cli("upgrade", env={"AZAK_FAULT_AT": "inside:before-image"})
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    left = app_db.value(
+        "SELECT (SELECT count(*) FROM azak_registry.images) + (SELECT count(*) FROM azak_registry.deployments)"
+        " + (SELECT count(*) FROM azak_registry.rewrite_values)"
+    )
+    assert left == 0, f"{left} rows of a half-kept image left in the registry"
+    ok(app_db.cli("upgrade"))
+    assert app_db.value("SELECT count(*) FROM azak_registry.images") == 2  # at base; before the rewrite
+    assert app_db.verify().returncode == 0
+    ok(app_db.cli("downgrade", "--to", "base"))
+    assert app_db.verify("--to=base").returncode == 0
