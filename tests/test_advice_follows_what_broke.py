@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Db, run_verification, throwaway_role
+from tests.conftest import ROOT, US001_HEAD, Db, run_verification, throwaway_role
 
 
 @dataclass
@@ -141,7 +141,7 @@ def test_a_fact_a_migration_owns_is_repaired_first_with_its_own_statement(
     assert repair.startswith("psql ") and " -1 " in repair, repair
     positions = [repair.index(s) for s in statements]  # each there, in the migration's order
     assert positions == sorted(positions), repair
-    assert "-m verification --to head" in first.commands[-1]
+    assert f"-m verification --to {US001_HEAD}" in first.commands[-1]
     assert steps[1].text.startswith("If that fails, roll back "), steps[1]
     run_step(first)  # the statement, then the verification: it passes
 
@@ -211,7 +211,7 @@ def test_a_database_not_yet_deployed_is_told_to_upgrade(app_db: Db) -> None:
     steps = advice(app_db)
     first = steps[0]
     assert first.text.startswith("This database is not deployed: the ledger records no migration")
-    assert "-m migrations upgrade --db-url" in first.commands[0], first
+    assert f"-m migrations upgrade --to {US001_HEAD} --db-url" in first.commands[0], first
     assert steps[1].text.startswith("Or, if it should be as before the deployment")
     assert any("--to base" in c for c in steps[1].commands)
     run_step(first)  # upgraded, then verified at head
@@ -242,7 +242,7 @@ def test_an_interrupted_migration_is_finished_by_the_same_command(deployed_db: D
     )
     first = advice(deployed_db)[0]
     assert first.text.startswith("deprecate_priority_column was interrupted (applying)"), first
-    assert "-m migrations upgrade --db-url" in first.commands[0]
+    assert f"-m migrations upgrade --to {US001_HEAD} --db-url" in first.commands[0]
     run_step(first)
 
 
@@ -287,7 +287,7 @@ def test_a_passing_run_has_nothing_to_do(deployed_db: Db) -> None:
     result = deployed_db.verify()
     assert result.returncode == 0, result.output[-3000:]
     steps = what_to_do(result.output)
-    assert steps[0].text == "Nothing to do: the database is as the migrations require (at head)."
+    assert steps[0].text == f"Nothing to do: the database is as the migrations require (at {US001_HEAD})."
     assert "-m migrations downgrade --to base" in steps[1].commands[0]
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from migrations.dburl import mask
-from tests.conftest import ROOT, Db, clone_deployed, run, run_verification
+from tests.conftest import ROOT, US001_HEAD, Db, clone_deployed, run, run_verification
 
 
 @pytest.fixture
@@ -38,6 +38,7 @@ def test_fleet_is_verified_in_parallel_and_the_broken_database_is_named(
         None,
         "-n",
         "2",
+        f"--to={US001_HEAD}",
         f"--db-url={fleet[0].text_url}",
         f"--db-url={fleet[1].text_url}",
         f"--db-urls-file={listing}",

@@ -17,7 +17,7 @@ import pytest
 
 from migrations.dburl import mask
 from tests.checks import ACCESS
-from tests.conftest import Db, run_verification, throwaway_role
+from tests.conftest import US001_HEAD, Db, run_verification, throwaway_role
 
 CLOSED = "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; REVOKE ALL ON SCHEMA public FROM PUBLIC;"
 
@@ -55,6 +55,7 @@ def test_in_a_fleet_only_the_closed_databases_checks_are_held_back(
     closed = deployed_db.url.set(username=hardened_role)
     result = run_verification(
         None,
+        f"--to={US001_HEAD}",
         f"--db-url={deployed_db.text_url}",
         f"--db-url={closed.render_as_string(hide_password=False)}",
         f"--junitxml={tmp_path / 'junit.xml'}",

@@ -21,7 +21,7 @@ import yaml
 from migrations import backup, record
 from migrations.dburl import DeployError, mask
 from migrations.steps import load_all
-from tests.conftest import ROOT, Db, clone_deployed, run_verification
+from tests.conftest import ROOT, US001_HEAD, Db, clone_deployed, run_verification
 from verification.report import CHECKLIST, checklist_of
 
 SECRET = "s3cret-pw"
@@ -127,6 +127,7 @@ def broken(deployed_template, tmp_path_factory: pytest.TempPathFactory) -> Itera
         report, deployments = tmp / "report.html", tmp / "deployments.md"
         done = run_verification(
             db.url.set(password=SECRET),
+            f"--to={US001_HEAD}",
             f"--env-name={HOSTILE}",
             "--executor=dba <b>",
             "--metadata",
@@ -226,7 +227,7 @@ def test_failed_verification_adds_a_row_naming_the_failed_and_unchecked(broken: 
     row = broken.record.splitlines()[-1]
     cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
     assert cells[1] == html.escape(HOSTILE) and cells[2] == "dba &lt;b&gt;"
-    assert cells[3:5] == ["verify head", "FAILED"]
+    assert cells[3:5] == [f"verify {US001_HEAD}", "FAILED"]
     assert "failed: indexes: index financial_ratios.idx_financial_ratios_stock_stac: expected" in cells[5]
     assert "not checked: application (--app-url not given), logs (--app-log not given)" in cells[5]
     assert cells[6].endswith("report.html")
@@ -238,7 +239,8 @@ def test_failed_verification_adds_a_row_naming_the_failed_and_unchecked(broken: 
 def verification_in(cwd: Path, db: Db, *args: str) -> subprocess.CompletedProcess[str]:
     """`pytest <repo>/verification ARGS` from another directory (where data/ is made)."""
     argv = [sys.executable, "-m", "pytest", str(ROOT / "verification"), "-q", "-p", "no:cacheprovider"]
-    argv += ["-p", "pytest_metadata.plugin", "-p", "pytest_html.plugin", *args]
+    pinned = [f"--to={db.to}"] if db.to else []  # what it was deployed to
+    argv += ["-p", "pytest_metadata.plugin", "-p", "pytest_html.plugin", *pinned, *args]
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "DATABASE_URL": db.text_url}
     env.pop(record.PATH_ENV, None)  # the record's own default, data/deployments.md under cwd
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=120)
