@@ -1,5 +1,6 @@
-"""Helpers several test files share: a runner paused or killed at a hook point, another session
-holding locks, the kit as another clone has it, the bad-input matrix of commands."""
+"""Helpers several test files share: the chain's fault points and a runner paused at one,
+another session holding locks, the kit as another clone has it, the bad-input matrix of
+commands, the catalog as the kit reads it, a refused upgrade, a failed verification shown."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import psycopg2
 from migrations import catalog, image, record
 from migrations.dburl import connect
 from migrations.steps import Ddl, load_all
-from tests.conftest import ROOT, Db
+from tests.conftest import ROOT, Db, VerifyRun
 
 # How long a paused runner may take to reach its hook point, or a clone's command to end.
 WAIT_S = 300
@@ -169,13 +170,14 @@ def catalog_image(db: Db) -> catalog.Image:
         conn.close()
 
 
-def shown(result) -> str:
+def shown(result: VerifyRun) -> str:
     """The failed checks and the failure lines of a verification run."""
     lines = [ln.strip() for ln in result.output.splitlines() if "::test_" in ln and ": " in ln]
     return f"failed: {sorted(result.failed)}\n" + "\n".join(lines)[:2000] + "\n" + result.output[-600:]
 
 
 def refused(db: Db, *args: str) -> str:
+    """`upgrade ARGS` refused (exit 1, no traceback) with nothing changed: its stderr."""
     before = db.snapshot()
     done = db.cli("upgrade", *args)
     assert done.returncode == 1, done.stdout
