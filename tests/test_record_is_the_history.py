@@ -41,8 +41,8 @@ def test_actions_from_two_clones_render_as_one_history(app_db: Db, tmp_path: Pat
     )
     rendered = subprocess.run(
         [sys.executable, "-m", "migrations", "record", "--db-url", app_db.text_url],
-        cwd=tmp_path,
-        env=plain_env(),
+        cwd=tmp_path,  # no clone: the installed kit, its chain's changes importable wherever they live
+        env={**plain_env(), "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=120,
