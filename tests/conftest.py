@@ -111,7 +111,7 @@ SERVER = {
 SLOWEST_FIRST = (
     "test_crash_between_or_inside_batches_resumes_losslessly",
     "test_every_check_is_broken_by_some_case",
-    "test_kill_while_the_before_image_is_written_leaves_no_partial_file_behind",
+    "test_kill_while_the_before_image_is_written_leaves_no_half_image_behind",
     "test_restore_of_a_gzip_bomb_is_refused_in_bounded_memory",
     "test_priority_rollback_is_lossless",
     "test_a_server_older_than_13_is_refused_in_one_line_by_every_command",
