@@ -308,10 +308,13 @@ END_SENTINEL = b"\nCREATE TABLE public.azak_sentinel_end (x integer);\n"
 
 
 def edited(data: bytes, edit: tuple[str, float, str], marker: Path) -> bytes:
+    """`data` with `edit` made: `payload` inserted (at `where`, a fraction of its length) as it
+    is, at a line's start, in a comment or in a string; or the file cut there (by a byte at
+    least: a cut at its very end would be no edit)."""
     kind, where, payload = edit
     at = int(where * len(data))
     if kind == "truncate":
-        return data[:at]
+        return data[: min(at, len(data) - 1)]
     text = payload.format(m=marker)
     if kind != "insert":
         at = data.rfind(b"\n", 0, at) + 1
