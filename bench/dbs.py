@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg2 import sql
 
-from migrations import appdb
+from migrations.changes import appdb
 from migrations.dburl import connect, dbname, fetch, parse, run_outside_transaction
 
 RATIOS = """

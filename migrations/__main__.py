@@ -13,10 +13,11 @@ import psycopg2
 
 from migrations import backup as backups
 from migrations import history, image, ledger, plan, record, registry, restore
+from migrations.changes import APPLICATION_TABLE
 from migrations.cli import fail_cleanly, open_runner
 from migrations.dburl import URL, DeployError, UsageError, connect, mask, resolve
 from migrations.runner import Runner, Settings, find
-from migrations.steps import load_all
+from migrations.steps import load_all, rewrites
 
 # Rows per batch: far above any useful size, far below what a bigint LIMIT or memory takes.
 MAX_BATCH = 10_000_000
@@ -69,13 +70,13 @@ def parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=bounded(int, 1, MAX_BATCH),
         default=5000,
-        help=f"stocks rows per priority batch (default 5000; 1..{MAX_BATCH:,})",
+        help=f"rows per rewriting batch (default 5000; 1..{MAX_BATCH:,})",
     )
     sizing.add_argument(
         "--workers",
         type=bounded(int, 1, 16),
         default=2,
-        help="sessions sharing the priority batches of a large table, each its own key range (default 2)",
+        help="sessions sharing the rewriting batches of a large table, each its own key range (default 2)",
     )
     tuning = Parser(add_help=False, parents=[waiting, sizing])
     tuning.add_argument(
@@ -108,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
 
     top = Parser(
         prog="python -m migrations",
-        description="Deploy, roll back and inspect the migrations (US-001 and after) on one database.",
+        description="Deploy, roll back and inspect the chain of migrations on one database.",
         epilog="`python -m migrations COMMAND --help` describes each command.",
     )
     top.add_argument("--db-url", dest="top_db_url", default=None, metavar="DB_URL", help=url_help)
@@ -128,7 +129,7 @@ def parser() -> argparse.ArgumentParser:
     down = command(
         "downgrade",
         "Roll migrations back, newest first",
-        "Every value a migration rewrote is put back (stocks.priority).",
+        "Every value a migration rewrote is put back (the columns its contract says it rewrites).",
         [*changing, tuning, reasoned],
     )
     down.add_argument(
@@ -191,7 +192,8 @@ def parser() -> argparse.ArgumentParser:
         "--foreign-role",
         metavar="ROLE",
         default=None,
-        help="the role a foreign file runs as (default: the owner of public.stocks; never a superuser)",
+        help=f"the role a foreign file runs as (default: the owner of {APPLICATION_TABLE};"
+        " never a superuser)",
     )
     rec = command(
         "record",
@@ -358,8 +360,7 @@ def keep_image(url: URL, args: argparse.Namespace) -> str:
     conn = connect(url)
     try:
         with conn, conn.cursor() as cur:
-            rewrites = [rw for m in load_all() for rw in m.contract.rewrites]
-            kept = image.keep(cur, rewrites, [], args.dir)
+            kept = image.keep(cur, list(rewrites(load_all())), [], args.dir)
     finally:
         conn.close()
     return f"Before-image of {mask(url)} written to {kept.path} (for pytest verification --before FILE)."

@@ -2,7 +2,7 @@
 batches end, so that each session walks its own part (the runner's `--workers`).
 
 A data phase of a migration that declares one rewrite (`rewrites=` in its contract, with the
-value it writes) walks that column's table by its key, keyset by `%(after)s` (as
+value it writes) walks that column's table by its key, keyset by `%(after)s` (as US-001's
 `deprecate_priority_column` does). The cuts are the last keys of whole batches, so that the
 parts meet without overlap; a part ends at the first batch reaching its cut (the database
 compares, in the column's own order). Once every part is done, one query proves no row is

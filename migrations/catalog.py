@@ -7,7 +7,7 @@ search_path, so every name is schema-qualified); who
 owns each table, view, sequence and function, and who was granted what on them (the owner as
 `owner`, every privilege as `all`); and the database- and role-level settings that apply to
 the application's sessions here: this database's defaults and connection limits, and those
-of the roles that own or were granted `stocks` (LOGIN, CONNECTION LIMIT, VALID UNTIL too).
+of the roles that own or were granted the application's table (LOGIN, CONNECTION LIMIT, VALID UNTIL too).
 The same facts are what a migration's contract declares (`migrations.contract`), what the
 runner compares for drift, and what verification diffs against the before-image;
 `migrations.meaning` says what a difference does (fails, or is only noted).
@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
+
+from migrations import application
 
 
 class Key(NamedTuple):
@@ -75,12 +77,12 @@ KINDS = (
     "setting",
 )
 
-IMAGE_SQL = """
-WITH app_roles AS (  -- who acts as the application: stocks' owner, its grantees, their members
+IMAGE_SQL = f"""
+WITH app_roles AS (  -- who acts as the application: its table's owner, grantees, their members
     SELECT m.oid FROM pg_catalog.pg_roles m
     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                   LEFT JOIN LATERAL pg_catalog.aclexplode(c.relacl) g ON g.grantee <> 0
-                  WHERE c.oid = pg_catalog.to_regclass('public.stocks')
+                  WHERE c.oid = {application.REGCLASS}
                     AND (pg_catalog.pg_has_role(m.oid, c.relowner, 'MEMBER')
                          OR pg_catalog.pg_has_role(m.oid, g.grantee, 'MEMBER')))
 ),
@@ -269,7 +271,7 @@ LEFT JOIN pg_catalog.pg_roles o ON o.oid = s.setrole,
      unnest(s.setconfig) cfg
 WHERE s.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
    OR (s.setdatabase = 0 AND s.setrole IN (SELECT oid FROM app_roles))
-"""
+"""  # noqa: S608 (the application's table is configuration, not input)
 
 # Rendered with an empty search_path (every name in a definition schema-qualified) and fixed
 # settings for the literals it prints (a timestamptz default in UTC), whatever the session's

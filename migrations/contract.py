@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
+from migrations import application
 from migrations.catalog import ANY, Key
 
 __all__ = ["ANY", "Contract", "Key", "Rewrite", "fold", "function", "owned_like", "serial", "table"]
@@ -82,24 +83,24 @@ def fold(contracts: Iterable[Contract], start: Mapping[Key, str | None] | None =
 
 # -- helpers to write contracts as a person reads a table definition ---------------------------
 
-# Who the application is: the owner of `stocks`. What a migration creates is owned like it, so
-# that the application's ALTER, VACUUM and TRUNCATE work on the new objects as on its own.
-APPLICATION_TABLE = "stocks"
+# Who the application is: the owner of its table (`changes.APPLICATION_TABLE`). What a
+# migration creates is owned like it, so that the application's ALTER, VACUUM and TRUNCATE
+# work on the new objects as on its own.
 OWNER_ONLY = "owner: all"  # a new object's privileges: its owner's, and nobody else's
 # How the runner (and the plan's script) creates them so: an upgrade's DDL runs as the owner of
-# `stocks` where the deploying role may act as it (a member, or a superuser) and that owner may
+# the application's table where the deploying role may act as it (a member, or a superuser) and that owner may
 # create in public; the ledger's rows are then written as the deploying role again.
-AS_APPLICATION = """
+AS_APPLICATION = f"""
 SELECT pg_catalog.set_config('role', o.rolname, true)
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles o ON o.oid = c.relowner
-WHERE c.oid = pg_catalog.to_regclass('public.stocks') AND o.rolname <> current_user
+WHERE c.oid = {application.REGCLASS} AND o.rolname <> current_user
   AND pg_catalog.pg_has_role(current_user, o.oid, 'MEMBER')
   AND pg_catalog.has_schema_privilege(o.oid, 'public', 'CREATE');
-"""
+"""  # noqa: S608 (the application's table is configuration, not input)
 AS_DEPLOYER = "SELECT pg_catalog.set_config('role', 'none', true);"
 
 
-def owned_like(table_name: str = APPLICATION_TABLE) -> Callable[[Mapping[Key, str | None]], str]:
+def owned_like(table_name: str = application.TABLE) -> Callable[[Mapping[Key, str | None]], str]:
     """An owner fact's value: the owner `table_name` had in the image before the migration
     (ANY where that image does not say: an image older than owners, or none)."""
     return lambda before: before.get(Key("owner", table_name)) or ANY
@@ -118,7 +119,7 @@ def table(
     persistence: str = "logged",
     owner: Value | None = None,
 ) -> dict[Key, Value]:
-    """Every fact of a new table (owned like `stocks` unless `owner` says otherwise)."""
+    """Every fact of a new table (owned like the application's table unless `owner` says otherwise)."""
     facts: dict[Key, Value] = {
         Key("table", name): persistence,
         Key("owner", name): owner or owned_like(),
@@ -152,7 +153,7 @@ def serial(table_name: str, column: str = "id") -> tuple[str, dict[Key, Value]]:
 
 def function(signature: str, returns: str, language: str, body: str) -> dict[Key, Value]:
     """A function of `public`: its signature `name(args)`, result, language and body; owned
-    like `stocks`."""
+    like the application's table."""
     text = " ".join(body.split())
     return {
         Key("function", "", signature): f"returns {returns} language {language}: {text}",

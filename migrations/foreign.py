@@ -2,7 +2,7 @@
 
 The file never reaches psql. Its SQL is ONE argument of ONE call of a SECURITY DEFINER
 function owned by a role that is no superuser, has no CREATEROLE and cannot run programs or
-touch server files (by default the owner of `public.stocks`), inside the kit's transaction.
+touch server files (by default the owner of the application's table), inside the kit's transaction.
 There PostgreSQL itself refuses transaction control (no COMMIT can commit part of it), role
 changes, COPY from the client and COPY ... PROGRAM, and psql's backslash commands are mere
 syntax errors; deferred triggers fire before the call returns, as that role. On failure the
@@ -20,11 +20,11 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
-from migrations import provenance
+from migrations import application, faults, provenance
 from migrations.backup import teardown_sql
+from migrations.changes import APPLICATION_TABLE
 from migrations.dburl import URL, DeployError, UsageError, connect, describe, mask, scalar
-from migrations.lockwatch import Watchdog
-from migrations.runner import fault
+from migrations.lock import Watchdog
 
 FOREIGN_MAX = 128 << 20  # one call's argument: the server parses it whole
 
@@ -80,17 +80,15 @@ RUNNER = sql.SQL(
 
 
 def runner_role(cur: Any, role: str | None) -> str:
-    """The role a foreign file runs as (given, or the owner of public.stocks), refused in one
+    """The role a foreign file runs as (given, or the owner of the application's table), refused in one
     line when PostgreSQL would let it run programs, touch server files or change roles."""
     if role is None:
-        cur.execute(
-            "SELECT pg_catalog.pg_get_userbyid(relowner) FROM pg_catalog.pg_class"
-            " WHERE oid = pg_catalog.to_regclass('public.stocks')"
-        )
+        cur.execute(application.OWNER_SQL)
         row = cur.fetchone()
         if row is None:
             raise UsageError(
-                "the database has no public.stocks whose owner could run a foreign file: give --foreign-role"
+                f"the database has no {APPLICATION_TABLE} whose owner could run a foreign file:"
+                " give --foreign-role"
             )
         role = str(row[0])
     try:
@@ -126,7 +124,7 @@ def run_foreign(
     try:
         with conn.cursor() as cur:
             cur.execute(teardown_sql())
-            fault("restore:after-teardown")
+            faults.fault("restore:after-teardown")
             cur.execute(RUNNER.format(sql.Identifier(ran_as)))
             sequences = sequence_states(cur)
             cur.execute("SAVEPOINT azak_foreign")
@@ -145,7 +143,7 @@ def run_foreign(
                 (search_path, client_encoding),
             )
             cur.execute("DROP FUNCTION pg_temp.azak_foreign(pg_catalog.text)")
-        fault("restore:before-commit")
+        faults.fault("restore:before-commit")
         conn.commit()
     except psycopg2.Error as exc:
         conn.rollback()

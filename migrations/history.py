@@ -27,7 +27,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import ledger, provenance, registry
+from migrations import application, ledger, provenance, registry
 from migrations.dburl import URL, DeployError, UsageError, connect, describe, scalar
 from migrations.record import escape
 from migrations.steps import Migration, load_all
@@ -92,7 +92,7 @@ class Action:
         said: list[str] = []
         try:
             with conn, conn.cursor() as cur:
-                if not scalar(cur, "SELECT to_regclass('public.stocks') IS NOT NULL"):
+                if not application.is_application(cur):
                     self.skipped = "not the application's database"
                 elif create:
                     said = registry.ensure(cur, self.chain if self.chain is not None else load_all())

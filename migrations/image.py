@@ -11,7 +11,7 @@ The file is gzip'd JSON lines: a header (database, time, catalog, the catalog ki
 a row count per table, and per rewritten column a digest: the count and hash sum of the rows
 the migration will change), then one line per row of each rewritten column. An image older
 than a field lacks it: verification then says what it could not check. The header is all a
-passing verification reads, so it stays flat on a million stocks; the rows are read only to
+passing verification reads, so it stays flat on a million rows; the rows are read only to
 name what differs. Both are written and read as streams: memory stays flat too.
 """
 

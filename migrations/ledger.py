@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS azak_registry.ledger (
 """
 
 # The earlier kit's ledger table in `public`: never there any more once the registry holds it.
+# Its facts are that kit's, comment included (it was written when US-001 was the only change).
 LEGACY = Contract(
     adds=table(
         "schema_migrations",

@@ -15,7 +15,7 @@ from migrations.contract import AS_APPLICATION, AS_DEPLOYER
 from migrations.steps import Ddl, Migration
 
 if TYPE_CHECKING:
-    from migrations.runner import Settings
+    from migrations.session import Settings
 
 
 def script(migrations: list[Migration], settings: Settings) -> str:
@@ -33,8 +33,8 @@ def script(migrations: list[Migration], settings: Settings) -> str:
                 out += [AS_APPLICATION.strip(), phase.sql.strip()]
             else:
                 out.append(
-                    f"-- repeated, one transaction per batch of {settings.batch_size} codes,"
-                    " each after the last code done, until the statement returns NULL"
+                    f"-- repeated, one transaction per batch of {settings.batch_size} keys,"
+                    " each after the last key done, until the statement returns NULL"
                     f" ({settings.workers} sessions share a large table's key range)"
                 )
                 out.append(

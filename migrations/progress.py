@@ -4,7 +4,7 @@ On a terminal, one line rewritten in place (`\\r`) a few times a second; anywher
 log, a pipe, a file) a plain line every few seconds, so that a log shows the work moving
 without filling up. Work shorter than that interval shows nothing in a log.
 
-    with Progress("deprecate_priority_column", total=1_000_000, out=sys.stdout) as shown:
+    with Progress("a_rewriting_migration", total=1_000_000, out=sys.stdout) as shown:
         shown.update(5000)                    # or shown.add(n)
 
 Backup and restore count bytes through a stream: `Counting(stream, Progress(..., unit="bytes"))`

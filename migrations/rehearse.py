@@ -1,6 +1,7 @@
 """`make rehearse`: the whole deployment plan on throwaway databases of the local server.
 
-create (realistic stocks) → backup → upgrade → verify → downgrade → verify rolled back →
+create (the application's database, realistic rows) → backup
+→ upgrade → verify → downgrade → verify rolled back →
 compare with before → restore the backup into a second database → compare → drop them all.
 Every step runs the operator's own command; a table of steps, results and times ends it.
 """
@@ -21,7 +22,8 @@ from urllib.parse import quote
 import psycopg2
 from psycopg2 import sql
 
-from migrations import appdb, record, snapshot
+from migrations import record, snapshot
+from migrations.changes import appdb
 from migrations.cli import fail_cleanly
 from migrations.dburl import (
     URL,
@@ -33,6 +35,7 @@ from migrations.dburl import (
     run_outside_transaction,
     version_name,
 )
+from migrations.steps import title
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = Path("reports")
@@ -123,13 +126,14 @@ class Rehearsal:
             f"--backup-dir={self.backup_dir}",
         )
         self.reports.append(report)
-        summary = [ln for ln in done.stdout.splitlines() if ln.startswith("US-001 verification")]
+        said = f"{title()} verification"  # the summary line verification ends with
+        summary = [ln for ln in done.stdout.splitlines() if ln.startswith(said)]
         if done.returncode != 0:
             raise DeployError(f"{summary[-1] if summary else done.stdout[-500:]} (see {report})")
         skipped = sorted(
             {ln.rsplit(": ", 2)[-2] for ln in done.stdout.splitlines() if ln.startswith("SKIPPED")}
         )
-        note = summary[-1].removeprefix("US-001 verification ").split(";")[0] if summary else ""
+        note = summary[-1].removeprefix(f"{said} ").split(";")[0] if summary else ""
         return note + (f" ({'; '.join(skipped)})" if skipped else "")
 
     def compare(self, url: URL) -> str:
@@ -211,7 +215,7 @@ def main() -> None:
         server = parse(args.server_url)
         connect(server).close()
     rehearsal = Rehearsal(server, args.stocks, args.backup_dir)
-    print(f"Rehearsing US-001 on {mask(server.set(database=rehearsal.db.database))}\n")
+    print(f"Rehearsing {title()} on {mask(server.set(database=rehearsal.db.database))}\n")
     ok = rehearsal.run()
     print(rehearsal.table())
     print("\nreports: " + ", ".join(str(p) for p in rehearsal.reports if p.exists()))

@@ -13,7 +13,7 @@ changes nothing). Then:
   one server-side call that PostgreSQL keeps harmless.
 
 Either way the restore holds the deployment lock, and a lock it waits for longer than
-`--lock-timeout` is given up (`migrations.lockwatch`), naming who holds it.
+`--lock-timeout` is given up (`migrations.lock`), naming who holds it.
 """
 
 from __future__ import annotations
@@ -31,16 +31,16 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from psycopg2.extensions import connection as Connection
 
-from migrations import provenance
+from migrations import faults, lock, provenance
 from migrations.dburl import URL, DeployError, UsageError, connect, libpq_command, mask
 from migrations.foreign import foreign_script, run_foreign
-from migrations.lockwatch import Watchdog, take_deployment_lock
+from migrations.lock import Watchdog
+from migrations.progress import Counting, Progress
 from migrations.provenance import CHUNK, MAX_HEADER, Identity, Manifest, NotTheKits
-from migrations.runner import fault
 
 
 @contextmanager
@@ -114,7 +114,8 @@ def restore(
         manifest, what = checked(url, copy, path, elsewhere, foreign)
         holder = connect(url)
         try:
-            take_deployment_lock(holder, url, lock_wait_s)
+            holder.autocommit = True  # the watchdog's polls, each its own transaction
+            lock.acquire(holder, url, lock_wait_s)
             if manifest is None:
                 ran_as = run_foreign(url, holder, foreign_script(copy, path), path, lock_timeout_ms, role)
                 return f"{what} as role {ran_as}"
@@ -131,7 +132,16 @@ def run_own(
     url: URL, holder: Connection, copy: IO[bytes], manifest: Manifest, path: Path, bound_ms: int
 ) -> None:
     """Feed the checked copy to psql: the teardown, the dump, then (once all of it has run) the
-    final COMMIT; fault points between them."""
+    final COMMIT; its bytes read of the file's size show as progress."""
+    size = os.fstat(copy.fileno()).st_size
+    with Progress("restore", size, unit="bytes") as shown:
+        send(url, holder, cast(IO[bytes], Counting(copy, shown)), manifest, path, bound_ms)
+
+
+def send(
+    url: URL, holder: Connection, copy: IO[bytes], manifest: Manifest, path: Path, bound_ms: int
+) -> None:
+    """The file's bytes to psql, marks and fault points between them."""
     stream = provenance.content(copy, path.name)
     feed = Psql(url, holder, bound_ms)
     commit_sent = False
@@ -139,10 +149,10 @@ def run_own(
         feed.send(stream.readline(MAX_HEADER))
         feed.copy(stream, manifest.teardown_end)
         feed.reach("teardown")
-        fault("restore:after-teardown")
+        faults.fault("restore:after-teardown")
         feed.copy(stream, manifest.commit_at - manifest.teardown_end)
         feed.reach("commit")
-        fault("restore:before-commit")
+        faults.fault("restore:before-commit")
         commit_sent = True
         feed.copy(stream, manifest.bytes - manifest.commit_at)
         feed.close()

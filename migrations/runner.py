@@ -1,63 +1,24 @@
-"""The runtime: one connection, the advisory lock, short transactions, retries and the ledger.
+"""The runtime: what upgrade, downgrade and status do with the chain on one database.
 
-Every change goes through `Runner.transaction`: `lock_timeout` set, retried with backoff on
-a lock timeout, and on giving up a message naming the lock and the process holding it.
+A `Runner` is a session (`migrations.session`: bounds, the deployment lock, retried short
+transactions) that runs phases (`migrations.phases`) and keeps the registry's before-images
+(`migrations.keeping`), after checking drift (`migrations.drift`).
 """
 
 from __future__ import annotations
 
-import os
-import select
-import signal
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, TextIO, TypeVar
+from typing import TextIO, TypeVar
 
-import psycopg2
-import psycopg2.errors
-from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from migrations import batching, catalog, ledger, meaning, plan, registry
-from migrations.contract import AS_APPLICATION, AS_DEPLOYER, fold
-from migrations.dburl import URL, DeployError, UsageError, connect, describe, mask, mask_text, scalar
-from migrations.progress import Progress
-from migrations.steps import Batches, Ddl, Migration, load_all
+from migrations import application, catalog, drift, ledger, plan
+from migrations.dburl import URL, DeployError, UsageError
+from migrations.keeping import Keeping
+from migrations.session import Settings
+from migrations.steps import Migration, load_all, previous
 
 T = TypeVar("T")
-
-# pg_try_advisory_lock(int, int) key of every deployment of this kit: "Azak", 1.
-LOCK_KEY = (0x417A616B, 1)
-PARTIAL = "only part of its tables exist: {} is missing"
-
-
-@dataclass
-class Settings:
-    """How patient and how big: every knob of a run."""
-
-    lock_timeout_ms: int = 2000
-    statement_timeout_ms: int = 60_000
-    retries: int = 5
-    backoff_s: float = 0.5
-    lock_wait_s: float = 10.0
-    batch_size: int = 5000
-    workers: int = 2  # sessions sharing a large rewriting phase (migrations.batching)
-
-
-def fault(point: str) -> None:
-    """Test hook at a named point: AZAK_FAULT_AT=point dies like `kill -9`;
-    AZAK_PAUSE_AT=point says so and waits, holding what it holds, for a line on stdin
-    (at most AZAK_PAUSE_S seconds, default 60)."""
-    if os.environ.get("AZAK_FAULT_AT") == point:
-        sys.stdout.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get("AZAK_PAUSE_AT") == point:
-        print(f"paused at {point}", flush=True)
-        select.select([sys.stdin], [], [], float(os.environ.get("AZAK_PAUSE_S", "60")))
 
 
 def find(migrations: list[Migration], name: str) -> int:
@@ -71,7 +32,7 @@ def find(migrations: list[Migration], name: str) -> int:
     return names.index(name)
 
 
-class Runner:
+class Runner(Keeping):
     """Applies and reverts migrations on one database, holding the deployment lock."""
 
     def __init__(
@@ -82,127 +43,13 @@ class Runner:
         migrations: list[Migration] | None = None,
         executor: str | None = None,
     ) -> None:
-        self.url = url
-        self.executor = executor  # who, for the ledger (else AZAK_EXECUTOR, else the OS user)
-        self.settings = settings or Settings()
-        self.out = out
         self.migrations = load_all() if migrations is None else migrations
-        self.progress: Progress | None = None  # a batched phase's, while it runs
-        self.shown = threading.Lock()  # sessions sharing a phase count its progress in turn
-        self.conn: Connection = self.session()
+        super().__init__(url, settings, out, executor)
         try:
-            self.require_stocks()
+            self.require_application()
         except DeployError:
             self.close()
             raise
-
-    # -- plumbing -------------------------------------------------------------------------
-
-    def session(self) -> Connection:
-        """A session with the run's bounds, so that no query of the runner can queue forever."""
-        conn = connect(
-            self.url,
-            lock_timeout=f"{self.settings.lock_timeout_ms}ms",
-            statement_timeout=f"{self.settings.statement_timeout_ms}ms",
-        )
-        conn.autocommit = False
-        return conn
-
-    def close(self) -> None:
-        """Close the connection; the advisory lock goes with it."""
-        self.conn.close()
-
-    def __enter__(self) -> Runner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def say(self, text: str) -> None:
-        """One line of progress for the operator (another session's query it names included:
-        whatever secret it shows is ***), below a batched phase's progress line."""
-        if self.progress is not None:
-            self.progress.clear()
-        print(mask_text(text), file=self.out, flush=True)
-
-    def query(self, text: str, params: Any = None) -> list[tuple[Any, ...]]:
-        """Read-only query in its own short transaction."""
-        with self.conn, self.conn.cursor() as cur:
-            cur.execute(text, params)
-            return cur.fetchall() if cur.description else []
-
-    def transaction(self, work: Callable[[Cursor], T], what: str, conn: Connection | None = None) -> T:
-        """Run `work` in one short transaction (on `conn`, default the runner's), retrying lock
-        timeouts and deadlocks with backoff."""
-        s = self.settings
-        conn = conn or self.conn
-        for attempt in range(1, s.retries + 1):
-            try:
-                with conn, conn.cursor() as cur:  # the session carries the timeouts
-                    return work(cur)
-            except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected):
-                holders = self.lock_holders()
-                if attempt == s.retries:
-                    raise DeployError(
-                        f"{what}: no lock within {s.lock_timeout_ms} ms, {s.retries} tries; "
-                        f"held by {holders or 'a process that has since let go'}; "
-                        "nothing of this step was changed"
-                    ) from None
-                wait = s.backoff_s * 2 ** (attempt - 1)
-                self.say(f"  {what}: lock busy ({holders}); retry {attempt} in {wait:.1f}s")
-                time.sleep(wait)
-            except psycopg2.Error as exc:
-                if not conn.closed:
-                    raise
-                cause = exc.__context__ if isinstance(exc, psycopg2.InterfaceError) else exc
-                raise DeployError(
-                    f"{what}: the connection to the database was lost ({describe(cause or exc, self.url)});"
-                    " the ledger says how far it got: run the same command again to finish"
-                ) from None
-        raise AssertionError("unreachable")
-
-    def lock_holders(self) -> str:
-        """Who holds locks on tables of this database: pid, mode, state and query (5 at most)."""
-        rows = self.query(
-            """
-            SELECT c.relname, l.mode, l.pid, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 60)
-            FROM pg_locks l
-            JOIN pg_class c ON c.oid = l.relation AND c.relkind IN ('r', 'p')
-            JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE l.granted AND l.pid <> pg_backend_pid()
-              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND c.relnamespace = 'public'::regnamespace
-            ORDER BY l.pid, c.relname
-            LIMIT 5
-            """
-        )
-        return "; ".join(f"{rel} {mode} by pid {pid} ({state}: {q})" for rel, mode, pid, state, q in rows)
-
-    @contextmanager
-    def deployment_lock(self) -> Iterator[None]:
-        """Hold the advisory lock for the run; wait a bounded time if another run holds it."""
-        deadline = time.monotonic() + self.settings.lock_wait_s
-        while not self.query("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY)[0][0]:
-            if time.monotonic() >= deadline:
-                holder = self.query(
-                    "SELECT format('session pid %%s, %%s from %%s', l.pid, a.application_name,"
-                    " coalesce(host(a.client_addr), 'local socket'))"
-                    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s"
-                    "   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                    LOCK_KEY,
-                )
-                raise DeployError(
-                    f"another deployment is running on {mask(self.url)} "
-                    f"({holder[0][0] if holder else 'it has just finished'}); "
-                    f"waited {self.settings.lock_wait_s:g}s; nothing was changed"
-                )
-            time.sleep(0.2)
-        try:
-            yield
-        finally:
-            if not self.conn.closed:
-                self.query("SELECT pg_advisory_unlock(%s, %s)", LOCK_KEY)
 
     # -- what is there ---------------------------------------------------------------------
 
@@ -215,12 +62,10 @@ class Runner:
         """Index of migration `name` (or -1 for 'base'), else a usage error listing the names."""
         return find(self.migrations, name)
 
-    def require_stocks(self) -> None:
-        """Every migration hangs off the application's `stocks` table."""
-        if not self.query("SELECT to_regclass('public.stocks') IS NOT NULL")[0][0]:
-            raise DeployError(
-                f"{mask(self.url)} has no table public.stocks: is this the application's database?"
-            )
+    def require_application(self) -> None:
+        """Every migration hangs off the application's database."""
+        with self.conn, self.conn.cursor() as cur:
+            application.require(cur, self.url)
 
     def check_preconditions(self, todo: list[Migration]) -> None:
         """Each migration's own preconditions, before anything changes."""
@@ -284,232 +129,9 @@ class Runner:
     # -- drift ---------------------------------------------------------------------------
 
     def check_drift(self, entries: dict[str, ledger.Entry]) -> list[Migration]:
-        """Stop on any difference from the contracts at the ledger head; return the pending
-        migrations whose objects someone already made exactly as their contracts say."""
-        found = self.transaction(catalog.read, "read the catalog")
-        applied = [m for m in self.migrations if m.name in entries and entries[m.name].state == "applied"]
-        unfinished = [m for m in self.migrations if m.name in entries and m not in applied]
-        in_flux = {k for m in unfinished for k in m.contract.keys}
-        adoptable: list[Migration] = []
-        problems: list[str] = []
-        for m in self.migrations:  # in order: a made-by-hand migration may change an earlier fact
-            made = [t for t in m.contract.created_tables() if catalog.Key("table", t) in found]
-            if m.name in entries or not made:
-                continue
-            if m.has_data_phases:
-                problems.append(f"{m.name}: {', '.join(made)} exist, but it changes rows: cannot be adopted")
-            elif not judge([*applied, *adoptable, m], found, in_flux, missing=PARTIAL):
-                adoptable.append(m)
-            else:
-                head = fold(c.contract for c in [*applied, *adoptable])
-                problems += judge([m], found, set(), start=head, missing=PARTIAL)
-        problems = judge([*applied, *adoptable], found, in_flux) + problems
-        if problems:
-            raise DeployError(
-                "the database differs from the migrations; nothing was changed:\n  " + "\n  ".join(problems)
-            )
-        return adoptable
-
-    # -- applying --------------------------------------------------------------------------
-
-    def run_phases(self, migration: Migration, direction: str) -> None:
-        """Run one migration's phases; the ledger changes in the first and last transaction."""
-        phases = migration.upgrade if direction == "up" else migration.downgrade
-        started = time.monotonic()
-        marks = {
-            "up": ("applying", "applied"),
-            "down": ("reverting", None),
-        }[direction]
-        for index, phase in enumerate(phases):
-            first, last = index == 0, index == len(phases) - 1
-            state = marks[1] if last else (marks[0] if first else None)
-            where = f"{migration.name}:{direction}:{index}"
-            fault(f"before:{where}")
-            if isinstance(phase, Ddl):
-                self.run_ddl(migration, phase, where, state, started, first or last, direction == "up")
-            else:
-                if first and not last:  # a data phase first: say 'applying' / 'reverting' before it
-                    self.finish(migration, marks[0], started)
-                self.run_batches(migration, phase, shared=direction == "up")
-                if last:
-                    self.finish(migration, state, started)
-        elapsed = time.monotonic() - started
-        verb = "applied" if direction == "up" else "rolled back"
-        self.say(f"  {verb} {migration.name} in {elapsed:.2f}s")
-
-    def run_ddl(
-        self,
-        migration: Migration,
-        phase: Ddl,
-        where: str,
-        state: str | None,
-        started: float,
-        mark: bool,
-        as_application: bool = False,
-    ) -> None:
-        """One DDL phase and, at the edges, its ledger change, in one transaction; an upgrade's
-        as the owner of `stocks` where it may (what it creates is then the application's)."""
-
-        def work(cur: Cursor) -> None:
-            if as_application:
-                cur.execute(AS_APPLICATION)
-            if phase.kept:
-                cur.execute(phase.kept)
-                self.note_kept(cur, migration, cur.fetchall())
-            cur.execute(phase.sql)
-            if mark:
-                self.record(cur, migration, state, started)
-            fault(f"inside:{where}")
-
-        self.transaction(work, migration.name)
-
-    def note_kept(self, cur: Cursor, migration: Migration, rows: list[tuple[Any, ...]]) -> None:
-        """The application's writes a rollback kept: noted, in the rollback's own transaction,
-        in the registry's image of just before the migration (verification's yardstick for its
-        rewritten values), or said to be missing."""
-        if not rows:
-            return
-        (rewrite,) = migration.contract.rewrites
-        what = f"the application wrote {len(rows)} {rewrite} value(s) during the rollback, kept"
-        cur.execute("SAVEPOINT azak_kept")
-        try:  # a note that cannot be written is said; the rollback goes on
-            noted = registry.note_kept(cur, migration.name, rewrite, dict(rows), f"{what} ({migration.name})")
-            cur.execute("RELEASE SAVEPOINT azak_kept")
-        except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected):
-            raise  # the whole phase is retried
-        except psycopg2.Error as exc:
-            cur.execute("ROLLBACK TO SAVEPOINT azak_kept")
-            noted, why = None, describe(exc, self.url)
-        else:
-            why = f"no image of just before {migration.name} in {registry.SCHEMA}"
-        if noted is None:
-            self.say(f"  {migration.name}: {what}; not noted ({why}): verification will name them")
-            return
-        self.say(f"  {migration.name}: {what}; noted in {registry.SCHEMA} image #{noted}")
-
-    def finish(self, migration: Migration, state: str | None, started: float) -> None:
-        """The ledger change after a last data phase, in its own transaction."""
-
-        def work(cur: Cursor) -> None:
-            self.record(cur, migration, state, started)
-
-        self.transaction(work, f"{migration.name}: ledger")
-
-    def record(self, cur: Cursor, migration: Migration, state: str | None, started: float) -> None:
-        """Write the ledger: a state, or (None) forget the migration."""
-        if state is None:
-            cur.execute(ledger.FORGET, {"name": migration.name})
-            return
-        cur.execute(AS_DEPLOYER)  # who deployed is who is recorded
-        cur.execute(
-            ledger.MARK,
-            {
-                "name": migration.name,
-                "checksum": migration.checksum,
-                "state": state,
-                "by": ledger.who(self.executor),
-                "ms": round((time.monotonic() - started) * 1000),
-            },
-        )
-
-    def run_batches(self, migration: Migration, phase: Batches, shared: bool = False) -> None:
-        """Repeat the data statement in short transactions until no key is left: one session,
-        or (`shared`: an upgrade's rewriting phase of a large table; `workers`) several, each
-        on its own part of the key range (migrations.batching); a row left unwritten gets one
-        more walk. Shows the keys done of the phase's total, the rate and the time left."""
-        rewrites = migration.contract.rewrites
-        rw = batching.splittable(rewrites) if shared and self.settings.workers > 1 else None
-        parts = [(None, None)]
-        if rw is not None:
-            parts = self.transaction(
-                lambda cur: batching.ranges(cur, rw, self.settings.batch_size, self.settings.workers),
-                "key range",
-            )
-        count = phase.total
-        keys = self.transaction(lambda cur: scalar(cur, count), f"{migration.name}: count") if count else None
-        self.progress = Progress(f"  {migration.name}", keys, "rows", out=self.out)
-        try:
-            if len(parts) == 1:
-                batches, total = self.walk(self.conn, migration, phase, None, None)
-            else:
-                assert rw is not None
-                batches, total = self.walk_in_parallel(migration, phase, parts, rw)
-                if self.transaction(lambda cur: batching.any_left(cur, rw), f"{migration.name}: rows left"):
-                    more = self.walk(self.conn, migration, phase, None, None)
-                    batches, total = batches + more[0], total + more[1]
-        finally:
-            self.progress.clear()
-            self.progress = None
-        sessions = f"{len(parts)} sessions" if len(parts) > 1 else "1 session"
-        self.say(f"  {migration.name}: {total} rows changed in {batches} batches ({sessions})")
-
-    def walk_in_parallel(
-        self, migration: Migration, phase: Batches, parts: list[tuple[Any, Any]], rw: Any
-    ) -> tuple[int, int]:
-        """Each part walked by a session of its own; the first failure stops the others."""
-        done: list[tuple[int, int]] = []
-        failed: list[BaseException] = []
-
-        def part(after: Any, stop: Any) -> None:
-            try:
-                conn = self.session()
-                try:
-                    done.append(self.walk(conn, migration, phase, after, stop, rw, failed))
-                finally:
-                    conn.close()
-            except BaseException as exc:  # handed to the main thread
-                failed.append(exc)
-
-        threads = [threading.Thread(target=part, args=bounds) for bounds in parts]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if failed:
-            raise failed[0]
-        return sum(d[0] for d in done), sum(d[1] for d in done)
-
-    def walk(
-        self,
-        conn: Connection,
-        migration: Migration,
-        phase: Batches,
-        after: Any,
-        stop: Any,
-        rw: Any = None,
-        halt: list[BaseException] | None = None,
-    ) -> tuple[int, int]:
-        """Batches from `after` on, until none is left or one reaches `stop`; (batches, rows).
-        Their commits do not wait for the disk: the ledger's last mark does, and with it every
-        batch before it (a crash before that mark loses batches the next run redoes)."""
-        batch, total = 0, 0
-        while not halt:
-            batch += 1
-
-            def work(cur: Cursor, n: int = batch, after: Any = after) -> tuple[Any, int, bool]:
-                cur.execute("SET LOCAL synchronous_commit = off")
-                cur.execute(phase.sql, {"after": after, "batch_size": self.settings.batch_size})
-                row = cur.fetchone()
-                assert row is not None, "a batch statement returns one row"
-                last, changed = row
-                reached = False
-                if stop is not None and last is not None:
-                    cur.execute(batching.past(rw), {"last": last, "stop": stop})
-                    reached = bool((cur.fetchone() or (False,))[0])
-                fault(f"inside-batch:{migration.name}:{n}")
-                return last, changed, reached
-
-            last, changed, reached = self.transaction(work, f"{migration.name} batch {batch}", conn)
-            fault(f"after-batch:{migration.name}:{batch}")
-            if last is None:
-                return batch - 1, total
-            after, total = last, total + changed
-            with self.shown:
-                if self.progress is not None:
-                    self.progress.add(self.settings.batch_size)
-            if reached:
-                return batch, total
-        return batch, total
+        """Stop on any difference from the contracts at the ledger head (`drift.check`); the
+        pending migrations whose objects someone already made exactly as their contracts say."""
+        return drift.check(self.migrations, entries, self.transaction(catalog.read, "read the catalog"))
 
     def plan(self) -> str:
         """The SQL that `upgrade` would run now, as a script; nothing is executed."""
@@ -547,53 +169,6 @@ class Runner:
                 self.say("nothing to do: every migration up to the target is applied")
             return done
 
-    def ensure_registry(self) -> None:
-        """The kit's registry (azak_registry), made if need be; an earlier kit's ledger moved in."""
-        try:
-            said = self.transaction(lambda cur: registry.ensure(cur, self.migrations), "the registry")
-        except psycopg2.errors.InsufficientPrivilege as exc:
-            raise DeployError(
-                f"cannot make the kit's registry ({registry.SCHEMA}) in {mask(self.url)}: "
-                f"{str(exc).strip().splitlines()[0]}; grant the deploying role CREATE on the database, "
-                f"or have its owner run CREATE SCHEMA {registry.SCHEMA} AUTHORIZATION <deploying role>;"
-                " nothing was changed"
-            ) from None
-        for line in said:
-            self.say(line)
-
-    def deployment(self) -> int | None:
-        """The deployment the ledger records (None: the kit has not begun one here)."""
-        return self.transaction(registry.current, "read the registry")
-
-    def keep_before_image(
-        self, deployment: int | None, migration: Migration | None, applied: list[str]
-    ) -> int:
-        """Keep a before-image in the registry, on the server: of a new deployment (None) as the
-        database is before the first migration (verification's yardstick), and again just
-        before a migration that rewrites values (they are judged against it). The deployment's id."""
-
-        def work(cur: Cursor) -> tuple[int, int]:
-            rewrites = list(migration.contract.rewrites) if migration else []
-            image_id = registry.take(
-                cur, deployment, migration.name if migration else None, applied, rewrites
-            )
-            fault("inside:before-image")
-            owner = scalar(cur, "SELECT deployment FROM azak_registry.images WHERE id = %s", (image_id,))
-            return image_id, int(owner)
-
-        image_id, kept_for = self.transaction(work, "keep the before-image")
-        what = f"just before {migration.name}" if migration else "at base"
-        self.say(f"  before-image #{image_id} ({what}) kept in {registry.SCHEMA}, deployment #{kept_for}")
-        return kept_for
-
-    def adopt(self, migration: Migration) -> None:
-        """Record a migration whose tables someone created by hand and that match exactly."""
-        started = time.monotonic()
-        self.transaction(
-            lambda cur: self.record(cur, migration, "applied", started), f"adopt {migration.name}"
-        )
-        self.say(f"  adopted {migration.name}: its tables exist and match the migration exactly")
-
     def downgrade(self, to: str) -> list[str]:
         """Revert every recorded migration after `to` (or all, for 'base'), newest first."""
         target = self.find(to)
@@ -625,38 +200,4 @@ class Runner:
             later = [m.name for m in self.migrations[index + 1 :] if m.name in entries]
             if later:
                 raise DeployError(f"roll back {', '.join(later[::-1])} before {name}")
-            previous = self.migrations[index - 1].name if index > 0 else "base"
-            self.downgrade(to=previous)
-
-
-def judge(
-    migrations: list[Migration],
-    found: catalog.Image,
-    skip: set[catalog.Key],
-    start: dict[catalog.Key, str | None] | None = None,
-    missing: str = "the ledger says applied but {} is missing",
-) -> list[str]:
-    """Differences between the catalog and what `migrations` declare (on top of `start`),
-    each line naming the migration that declares the fact: declared facts that differ, and
-    anything more on the tables they create. A created table that is missing is one line."""
-    expected = fold((m.contract for m in migrations), start)
-    owner = {key: m.name for m in migrations for key in m.contract.keys}
-    # what only documents or tunes (a comment, storage parameters, a plain index) is no drift
-    context = meaning.Context(found, frozenset(k for m in migrations for k in m.contract.data))
-    problems: list[str] = []
-    for m in migrations:
-        gone = [t for t in m.contract.created_tables() if catalog.Key("table", t) not in found]
-        problems += [f"{m.name}: {missing.format(table)}" for table in gone]
-        mine = {k: v for k, v in expected.items() if owner.get(k) == m.name and k not in skip}
-        mine = {k: v for k, v in mine.items() if k.table not in gone}
-        problems += [f"{m.name}: {line}" for line in meaning.differences(mine, found, context)]
-        created = set(m.contract.created_tables()) - set(gone)
-        problems += [
-            f"{m.name}: {key}: not in the contracts, found {value!r}"
-            for key, value in sorted(found.items(), key=lambda kv: catalog.sort_key(kv[0]))
-            if key.table in created
-            and key not in expected
-            and key not in skip
-            and meaning.weigh(key, None, value, context, declared=False).verdict != meaning.NOTED
-        ]
-    return problems
+            self.downgrade(to=previous([m.name for m in self.migrations], name))

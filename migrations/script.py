@@ -4,7 +4,9 @@
     python -m migrations.add_product_info_table downgrade  # roll this step back
     python -c "from migrations.deprecate_priority_column import downgrade; downgrade()"
 
-The database comes from DATABASE_URL or the POSTGRES_* variables (or `--db-url`).
+A migration module declares them through `migrations.runbook`, which loads this (and the
+runner) only when a step is run. The database comes from DATABASE_URL or the POSTGRES_*
+variables (or `--db-url`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A migration module declares `UPGRADE` and `DOWNGRADE` (tuples of phases) and, if
 one, `PRECONDITIONS`; its contract (what it does to the catalog) is the module of the same
 name in the `contracts` package beside it. The runner (`migrations.runner`) decides
 connections, transactions, locks and the ledger. This module imports nothing of the runner:
-a migration that imports only this cannot pull the runtime into itself.
+a migration that imports only this (and `migrations.runbook`'s entry points, which load the
+runner only when called) cannot pull the runtime into itself.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from migrations.changes import CHAIN
-from migrations.contract import Contract
+from migrations.contract import Contract, Rewrite
 
 # More change packages after the chain, for trying one out before it joins CHAIN (the tests'
 # throwaway changes). Dotted package names, comma-separated. A change that says `AFTER = <the
@@ -140,26 +140,21 @@ def load_all() -> list[Migration]:
     return [from_module(importlib.import_module(module)) for module in chain()]
 
 
-def entry_points(module: str) -> tuple[Callable[..., None], Callable[..., None]]:
-    """The runbook's `upgrade(db_url=None)` and `downgrade(db_url=None)` for a migration module."""
-
-    def upgrade(db_url: str | None = None) -> None:
-        """Apply this migration (its predecessors must be applied)."""
-        from migrations.script import run_step
-
-        run_step(module, "up", db_url)
-
-    def downgrade(db_url: str | None = None) -> None:
-        """Roll this migration back (its successors must be rolled back)."""
-        from migrations.script import run_step
-
-        run_step(module, "down", db_url)
-
-    return upgrade, downgrade
+def previous(names: list[str], name: str) -> str:
+    """The migration before `name` in the chain (`names`, in order), or 'base' for the first."""
+    index = names.index(name)
+    return names[index - 1] if index else "base"
 
 
-def main() -> None:
-    """`python -m migrations.<name> [upgrade|downgrade]`: the runbook's per-step form."""
-    from migrations.script import main as script_main
+def rewrites(migrations: list[Migration]) -> dict[Rewrite, Migration]:
+    """Every column the chain rewrites, and the migration that rewrites it."""
+    return {rw: m for m in migrations for rw in m.contract.rewrites}
 
-    script_main()
+
+def title(through: str = "head") -> str:
+    """What the chain up to migration `through` is called: the titles of its changes up to the
+    one holding it (every change for 'head' or 'base'), joined by ' + '."""
+    migrations = load_all()
+    names = [m.name for m in migrations]
+    last = names.index(through) if through in names else len(migrations) - 1
+    return " + ".join(dict.fromkeys(m.change for m in migrations[: last + 1]))

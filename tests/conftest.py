@@ -32,8 +32,9 @@ from pytest_postgresql import factories
 from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from migrations import appdb, image, provenance, record, snapshot
+from migrations import image, provenance, record, snapshot
 from migrations.__main__ import main as migrations_main
+from migrations.changes import appdb
 from migrations.dburl import URL, describe, fetch, version_name
 from migrations.runner import Runner, Settings
 

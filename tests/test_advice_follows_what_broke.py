@@ -176,7 +176,7 @@ def test_a_priority_not_1_is_rolled_back_by_the_migration_that_wrote_it(deployed
     steps = advice(deployed_db)
     first = steps[0]
     assert (
-        first.text == "Roll back deprecate_priority_column (failed: test_priority::test_every_priority_is_1):"
+        first.text == "Roll back deprecate_priority_column (failed: test_changes::test_every_priority_is_1):"
     )
     assert "-m migrations downgrade --to add_financial_ratios_table" in first.commands[0]
     assert steps[1].text.startswith("Or restore the newest backup")
@@ -194,7 +194,7 @@ def test_saved_originals_that_differ_are_restored_not_rolled_back(app_db: Db, tm
     )
     steps = advice(app_db, f"--backup-dir={backups}")
     first = steps[0]
-    assert first.text.startswith("Only the backup has test_priority::test_saved_priorities_are_the_originals")
+    assert first.text.startswith("Only the backup has test_changes::test_saved_priorities_are_the_originals")
     assert "-m migrations restore " in first.commands[0] and str(backups) in first.commands[0]
     assert not any("downgrade" in c for step in steps for c in step.commands), steps
     run_step(first)  # restored, then verified as before the deployment

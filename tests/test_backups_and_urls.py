@@ -27,9 +27,10 @@ import psycopg2
 import pytest
 from pytest_postgresql.executors.noop import NoopExecutor
 
-from migrations import appdb, backup, provenance, record, restore, snapshot
+from migrations import backup, provenance, record, restore, snapshot
+from migrations.changes import appdb
 from migrations.dburl import connect, libpq_command, mask, parse
-from migrations.runner import LOCK_KEY
+from migrations.lock import LOCK_KEY
 from migrations.steps import load_all
 from tests.conftest import ROOT, TEST_STOCKS, Db, clone, one_line, run, run_verification
 from verification import operations

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from migrations import appdb, provenance
+from migrations import provenance
+from migrations.changes import appdb
 from migrations.dburl import URL, connect
 from tests.conftest import ROOT, Db, ok, one_line
 from tests.helpers import shown

@@ -17,7 +17,7 @@ import pytest
 from psycopg2 import sql
 from pytest_postgresql.executors.noop import NoopExecutor
 
-from migrations import appdb
+from migrations.changes import appdb
 from migrations.dburl import connect, libpq_command, run_outside_transaction
 from tests.conftest import Db, ok, server_url
 

@@ -63,7 +63,7 @@ BROKEN_ELSEWHERE = {
 
 
 def probe(name: str) -> str:
-    return f"test_behaviour::{name}"
+    return f"test_changes::{name}"
 
 
 def recreate_fk(table: str, name: str, tail: str) -> str:

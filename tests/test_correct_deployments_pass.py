@@ -141,7 +141,7 @@ def test_verification_at_the_first_migration_passes(app_db: Db) -> None:
     touches only tables of the verified state, and every check passes."""
     ok(app_db.cli("upgrade", "--to", "add_product_info_table"))
     result = app_db.verify("--to=add_product_info_table")
-    assert "test_behaviour::test_deleting_a_stock_cascades[product_info]" not in result.failed, result.output[
+    assert "test_changes::test_deleting_a_stock_cascades[product_info]" not in result.failed, result.output[
         -1500:
     ]
     assert result.returncode == 0, result.output[-1500:]

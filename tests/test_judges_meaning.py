@@ -108,7 +108,7 @@ NOTED = {
         "\nBEGIN\n  -- keep it current\n  NEW.updated_at = localtimestamp;\n  RETURN NEW;\nEND;\n$$;"
         + PRIORITY_BODY,
         "(the body is spelled differently; judged by behaviour: the probes"
-        " test_behaviour::test_update_moves_updated_at_to_now[financial_ratios] decide)",
+        " test_changes::test_update_moves_updated_at_to_now[financial_ratios] decide)",
     ),
     "CHECKs spelled differently": (
         "ALTER TABLE financial_ratios DROP CONSTRAINT ck_financial_ratios_stac_yymm,"

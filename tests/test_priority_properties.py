@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from migrations import appdb, runner
+from migrations import faults
+from migrations.changes import appdb
 from migrations.runner import Settings
 from tests.conftest import FAST, Db
 
@@ -102,7 +103,7 @@ def test_crash_between_or_inside_batches_resumes_losslessly(
     if direction == "downgrade":
         with stocks_db.runner(tuned) as r:
             r.upgrade()
-    monkeypatch.setattr(runner, "fault", crash)
+    monkeypatch.setattr(faults, "fault", crash)
     r = stocks_db.runner(tuned)
     try:
         r.upgrade() if direction == "upgrade" else r.downgrade("base")

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from migrations.runner import LOCK_KEY
+from migrations.lock import LOCK_KEY
 from migrations.steps import load_all
 from tests.conftest import ROOT, Db, ok
 from tests.helpers import a_clone, kit, plain_env, verify

@@ -86,11 +86,11 @@ def test_record_option_none_and_default(monkeypatch: pytest.MonkeyPatch) -> None
         ("verification.test_indexes", "test_x", None, "indexes"),
         ("verification.test_foreign_keys", "test_x", None, "foreign keys"),
         ("verification.test_constraints", "test_x", None, "UNIQUE"),
-        ("verification.test_priority", "test_x", None, "priority"),
+        ("migrations.changes.us_001.checklist.priority", "test_x", "priority", "priority"),
         ("verification.test_operations", "test_application_answers", None, "application"),
         ("verification.test_operations", "test_log_shows_no_errors", None, "logs"),
         ("verification.test_operations", "test_backup_is_recent", None, "backup"),
-        ("verification.test_behaviour", "test_x", None, "other: behaviour"),
+        ("migrations.changes.us_001.checklist.behaviour", "test_x", None, "other: behaviour"),
         ("verification.test_anything", "test_x", "indexes", "indexes"),  # the module's CHECKLIST
     ],
 )

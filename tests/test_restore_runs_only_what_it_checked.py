@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from migrations import backup, provenance, restore
 from migrations.dburl import DeployError, UsageError, connect, libpq_command
-from migrations.runner import LOCK_KEY
+from migrations.lock import LOCK_KEY
 from tests.conftest import ROOT, Db, ok, one_line, throwaway_role
 
 MARK = b"SET row_security = off;\n"  # pg_dump's last setting: statements follow

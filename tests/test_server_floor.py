@@ -10,7 +10,8 @@ from pathlib import Path
 
 import psycopg2
 
-from migrations import appdb, backup
+from migrations import backup
+from migrations.changes import appdb
 from migrations.dburl import mask
 from tests import pgserver
 from tests.conftest import Db, run, server_url

@@ -110,7 +110,7 @@ def test_verification_on_a_locked_database_ends_instead_of_hanging(deployed_db: 
         result = deployed_db.verify("--lock-timeout=100", timeout=120)  # hanging: subprocess raises
     assert result.returncode == 1
     assert "lock timeout" in result.output
-    assert "test_priority::test_every_priority_is_1" in result.failed
+    assert "test_changes::test_every_priority_is_1" in result.failed
 
 
 # -- drift ----------------------------------------------------------------------------------
@@ -220,7 +220,7 @@ def test_verification_changes_nothing_even_when_probes_fail(deployed_db: Db) -> 
     before = deployed_db.snapshot()
     result = deployed_db.verify("-p", "tests.lock_witness")
     assert result.returncode == 1
-    assert "test_behaviour::test_new_stock_gets_priority_1" in result.failed
+    assert "test_changes::test_new_stock_gets_priority_1" in result.failed
     assert deployed_db.snapshot().differences(before) == []
     assert locks_seen(result.output) == "0 locks after every check"  # no probe left open
     assert deployed_db.value(VERIFICATION_LOCKS) == 0, "locks held after the run ended"

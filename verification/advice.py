@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from migrations.catalog import Key
-from migrations.steps import Migration
+from migrations.steps import Migration, previous
 from verification.repairs import Difference, repair
 
 YARDSTICK = "before-image"  # the checklist item of the check that the before-image is known
@@ -266,7 +266,7 @@ class Advisor:
         to = "" if self.target == self.names[-1] else f" --to {self.target}"
         if unfinished:
             name = unfinished[0]
-            before = self.names[self.names.index(name) - 1] if self.names.index(name) else "base"
+            before = previous(self.names, name)
             upgrade = ledger[name] == "applying"  # finished up to the verified state, not past it
             again = f"upgrade{to}" if upgrade else f"downgrade --to {before}"
             return [
@@ -392,11 +392,10 @@ class Advisor:
 
     def rollback_step(self, owner: str, why: str, lead: str = "Roll back") -> Step:
         """Roll back `owner` and what came after it, then verify the state before it."""
-        index = self.names.index(owner)
-        previous = self.names[index - 1] if index else "base"
-        later = self.wanted[index + 1 :]
+        before = previous(self.names, owner)
+        later = self.wanted[self.names.index(owner) + 1 :]
         text = f"{lead} {owner}" + (f" (and {listed(later)} after it)" if later else "")
-        return Step(text + why + ":", [self.run(f"downgrade --to {previous}"), self.verify(previous)])
+        return Step(text + why + ":", [self.run(f"downgrade --to {before}"), self.verify(before)])
 
     def restore_step(self, why: str) -> Step:
         """Restore the newest backup (before the deployment), then verify the state before it."""

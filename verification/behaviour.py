@@ -6,8 +6,8 @@ no row is written): every single-character change of every digit run, letter and
 to the column's width, every pair of digits at every pair of positions, the literals both
 spellings name, numbers around zero and at the edges, and a sample of the table's own values.
 The same verdict on every one of them is the same behaviour; the first value where they part
-is the failure. A trigger function is judged by the behaviour probes written for it
-(verification/test_behaviour.py), which must be able to run for this role.
+is the failure. A trigger function is judged by the behaviour probes its change's checklist
+writes for it (`PROBED`, `verification.checklists`), which must be able to run for this role.
 """
 
 from __future__ import annotations
@@ -22,26 +22,9 @@ from psycopg2 import sql
 
 from migrations import catalog, meaning
 from migrations.catalog import Key
+from verification import checklists
 from verification.db import Target
 
-# Who may run the probes: they write (and roll back) on the tables they try.
-WRITES = (
-    "SELECT bool_and(has_table_privilege(t, 'INSERT, UPDATE, DELETE'))"
-    " FROM unnest(ARRAY['public.stocks', 'public.product_info', 'public.financial_ratios']) t"
-    " WHERE to_regclass(t) IS NOT NULL"
-)
-# Trigger functions and the probes that pin down everything they do (test_behaviour.py). The
-# save of an original priority needs a session that bypasses the trigger once (replica role).
-PROBED = {
-    "update_product_info_updated_at()": ("test_update_moves_updated_at_to_now[product_info]",),
-    "update_financial_ratios_updated_at()": ("test_update_moves_updated_at_to_now[financial_ratios]",),
-    "stocks_priority_deprecated()": (
-        "test_new_stock_gets_priority_1",
-        "test_priority_update_stays_1",
-        "test_a_write_before_its_batch_keeps_the_original",
-    ),
-}
-NEEDS_REPLICA = {"stocks_priority_deprecated()"}
 # A superuser may open a replica session; one where the function's triggers do not fire too.
 MAY_REPLICATE = """
 SELECT r.rolsuper AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
@@ -73,14 +56,16 @@ def judge(target: Target, found: catalog.Image, key: Key, want: str, have: str) 
 
 def function(target: Target, key: Key) -> tuple[bool, str]:
     """A trigger function: its probes run (and must pass), or the text is all there is."""
-    probes = PROBED.get(key.name)
-    if not probes:
+    found = checklists.probed().get(key.name)
+    if not found:
         return False, "no behaviour probe pins this function down: its text is the yardstick"
-    if not target.value(WRITES):
+    module, probes = found
+    if not target.value(module.WRITES):
         return False, "the verifying role may not write: its behaviour probes cannot run"
-    if key.name in NEEDS_REPLICA and not target.value(MAY_REPLICATE, name=key.name.split("(")[0]):
+    replica = key.name in getattr(module, "NEEDS_REPLICA", ())
+    if replica and not target.value(MAY_REPLICATE, name=key.name.split("(")[0]):
         return False, "its probes need a replica session its trigger does not fire in (a superuser's)"
-    return True, "the probes " + ", ".join(f"test_behaviour::{p}" for p in probes) + " decide"
+    return True, "the probes " + ", ".join(f"{checklists.NODE}::{p}" for p in probes) + " decide"
 
 
 def check(target: Target, found: catalog.Image, table: str, want: str, have: str) -> tuple[bool, str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg2
 import pytest
 
-from migrations import catalog, history, image, ledger, registry
+from migrations import application, catalog, history, image, ledger, registry
 from migrations.dburl import URL, DeployError, UsageError, describe, mask, mask_text, resolve, scrub
-from migrations.steps import load_all
+from migrations.steps import load_all, rewrites, title
 from verification import behaviour, operations
 from verification.advice import DIFFERENCES
 from verification.db import LOCK_TIMEOUT_MS, MAX_ROW_LOSS, SCAN_ROWS, STATEMENT_TIMEOUT_MS, Probe, Target
@@ -55,7 +54,7 @@ NUMBERS: dict[str, tuple[type[int] | type[float], float, float]] = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     """The verification options."""
     # first in --help, right after the positional arguments
-    group = parser.getgroup("us001", "US-001 post-deploy verification", after="_anonymous")
+    group = parser.getgroup("azak", f"{title()} post-deploy verification", after="_anonymous")
     group.addoption(
         "--db-url",
         action="append",
@@ -209,7 +208,7 @@ def pytest_configure(config: pytest.Config) -> None:
     actions = start_history(config, targets, executor)
     report = DeploymentReport(config, list(targets.values()), executor, chosen(config))
     report.actions = actions
-    config.pluginmanager.register(report, "us001-report")
+    config.pluginmanager.register(report, "azak-report")
     report.learn_servers()
 
 
@@ -276,10 +275,8 @@ def admissible(target: Target, before: image.BeforeImage | None) -> None:
     """The application's database (unless the role cannot see public: one check fails naming
     it), its ledger in the kit's registry, and a --before file of it (never of another
     database); else one line."""
-    if not target.blind and not target.value("SELECT to_regclass('public.stocks') IS NOT NULL"):
-        raise DeployError(
-            f"{mask(target.url)} has no table public.stocks: is this the application's database?"
-        )
+    if not target.blind and not target.value(application.EXISTS_SQL):
+        raise application.not_application(target.url)
     if target.legacy_ledger():
         raise UsageError(
             f"{mask(target.url)} keeps the ledger of an earlier kit (public.schema_migrations): run"
@@ -423,17 +420,6 @@ def probe(target: Target) -> Iterator[Probe]:
 
 
 @pytest.fixture(scope="session")
-def probe_code(target: Target) -> str:
-    """A stock code no real stock has (probe rows never touch real ones; every probe rolls
-    back, so one code serves them all)."""
-    for _ in range(5):
-        code = "~" + secrets.token_hex(4)[:7]
-        if not target.value("SELECT count(*) FROM stocks WHERE code = :c", c=code):
-            return code
-    raise AssertionError("could not find a free probe stock code")
-
-
-@pytest.fixture(scope="session")
 def found(target: Target) -> catalog.Image:
     """The database's catalog, read once (verification changes nothing)."""
     conn = target.conn
@@ -454,7 +440,7 @@ def state(request: pytest.FixtureRequest, target: Target) -> State:
         return State.at(
             chain, name, None, "--before none: only what the migrations declare is judged", waived=True
         )
-    owners = {str(rw): m.name for m in chain for rw in m.contract.rewrites}
+    owners = {str(rw): m.name for rw, m in rewrites(chain).items()}
     if explicit:
         before: image.BeforeImage | None = request.config.stash[BEFORE]
         return State.at(chain, name, before, "", dict.fromkeys(owners, before))

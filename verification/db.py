@@ -170,43 +170,6 @@ class Probe:
         self.next_id -= 1
         return self.next_id
 
-    def add_stock(self, code: str, priority: int | None = 5) -> int:
-        """A probe stock (explicit id, as the application would send it); returns its id."""
-        stock_id = self.new_id()
-        self.execute(
-            "INSERT INTO stocks (id, code, name, priority, is_active, created_at, updated_at)"
-            " VALUES (:id, :code, 'verification probe', :priority, false, now(), now())",
-            id=stock_id,
-            code=code,
-            priority=priority,
-        )
-        return stock_id
-
-    def add_product(self, code: str, updated_at: str = "2000-01-01") -> int:
-        """A product_info probe row for `code`; returns its id."""
-        row_id = self.new_id()
-        self.execute(
-            "INSERT INTO product_info (id, stock_code, prdt_name, created_at, updated_at)"
-            " VALUES (:id, :code, 'probe', :ts, :ts)",
-            id=row_id,
-            code=code,
-            ts=updated_at,
-        )
-        return row_id
-
-    def ratio_sql(self) -> str:
-        """INSERT of one financial_ratios probe row (params: id, code, yymm, cls)."""
-        return (
-            "INSERT INTO financial_ratios (id, stock_code, stac_yymm, div_cls_code,"
-            " created_at, updated_at) VALUES (:id, :code, :yymm, :cls, '2000-01-01', '2000-01-01')"
-        )
-
-    def add_ratio(self, code: str, yymm: str = "202412", cls: str = "0") -> int:
-        """A financial_ratios probe row; returns its id."""
-        row_id = self.new_id()
-        self.execute(self.ratio_sql(), id=row_id, code=code, yymm=yymm, cls=cls)
-        return row_id
-
 
 def constraint_of(error: psycopg2.Error | None) -> str | None:
     """The constraint a database error names (psycopg2 diagnostics)."""

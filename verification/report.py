@@ -1,14 +1,13 @@
-"""What a verification run leaves behind: the HTML report, the terminal's last lines, the record.
+"""The pytest plugin that reports a verification run: the terminal's last lines, the HTML
+report (its head: `verification.page`), the record and the history (`verification.recorded`).
 
-Both the report and the terminal lead with the runbook's checklist (tables, indexes, foreign
-keys, UNIQUE, priority, application, logs, backup: passed, FAILED, partly or not checked, and
-why), then each failure as expected vs found, then what to do now (`verification.advice`):
-the steps that follow from what failed and which migration owns it, each with its commands,
-and where the troubleshooting queries are. The counts are pytest's, in its words.
-
-The record is the runbook's deployment table, kept by migrations.record (default
-data/deployments.md). The database is only ever shown masked, and every value that reaches
-the HTML report is escaped (pytest-html fills its Environment table through innerHTML).
+Both the report and the terminal lead with the runbook's checklist (`verification.verdicts`:
+passed, FAILED, partly or not checked, and why), then each failure as expected vs found, then
+what to do now (`verification.advice`): the steps that follow from what failed and which
+migration owns it, each with its commands, and where the troubleshooting queries are. The
+counts are pytest's, in its words. The database is only ever shown masked, and every value
+that reaches the HTML report is escaped (pytest-html fills its Environment table through
+innerHTML).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import shlex
 import shutil
 import sys
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,32 +27,29 @@ from pytest_metadata.plugin import metadata_key
 
 from migrations import record
 from migrations.dburl import URL, DeployError, describe, mask
-from migrations.steps import load_all
-from verification import operations
+from migrations.steps import load_all, title
+from verification import operations, page, recorded
 from verification.advice import Advisor, Database, Kit, Step, facts_of, failure
 from verification.db import Target
 from verification.state import target_name
+from verification.verdicts import (
+    CHECKLIST,
+    Check,
+    Verdict,
+    checklist_of,
+    failure_message,
+    item_checklist,
+    one_line,
+    skip_reason,
+)
 
 __all__ = ["CHECKLIST", "DeploymentReport", "Step", "checklist_of", "kit_python"]
 
-# The runbook's checklist, in its order: always shown, "not checked" when no check ran.
-RUNBOOK = ("tables", "indexes", "foreign keys", "UNIQUE", "priority", "application", "logs", "backup")
-CHECKLIST = (*RUNBOOK, "application models")  # and the application's own models (--app-models)
-# A check's item when its module does not say (CHECKLIST = "..." in the test module).
-BY_MODULE = {
-    "test_tables": "tables",
-    "test_indexes": "indexes",
-    "test_foreign_keys": "foreign keys",
-    "test_constraints": "UNIQUE",
-    "test_priority": "priority",
-    "test_app_models": "application models",
-}
-BY_FUNCTION = {"test_application_": "application", "test_log_": "logs", "test_backup_": "backup"}
 TROUBLESHOOTING = 'README.md, section "Troubleshooting"'
 # The options of a run that change its verdict: kept in the verification commands it advises.
 JUDGING = ("--before", "--backup-dir", "--allow", "--env-name", "--record")
 # A check's user property: a difference it passes but shows ("allowed: ...", "noted: ...").
-NOTE = "us001-note"
+NOTE = "azak-note"
 NOTES_SHOWN = 20  # in the terminal; the HTML report shows every one
 
 
@@ -64,103 +59,13 @@ def note(request: pytest.FixtureRequest, lines: list[str]) -> None:
     request.node.user_properties.extend((NOTE, line) for line in lines)
 
 
-def checklist_of(module_name: str, function_name: str, declared: object = None) -> str:
-    """The checklist item of a check: its module's CHECKLIST, else by file or function name;
-    anything else is "other: <module without test_>"."""
-    if isinstance(declared, str) and declared:
-        return declared
-    module = module_name.rpartition(".")[2]
-    if module in BY_MODULE:
-        return BY_MODULE[module]
-    for prefix, name in BY_FUNCTION.items():
-        if function_name.startswith(prefix):
-            return name
-    return "other: " + module.removeprefix("test_")
-
-
-def item_checklist(item: pytest.Item) -> str:
-    """checklist_of for a collected item (a `checklist` marker names its own)."""
-    marked = item.get_closest_marker("checklist")
-    if marked is not None:
-        return str(marked.args[0])
-    module = getattr(item, "module", None)
-    function = getattr(getattr(item, "function", None), "__name__", item.name)
-    return checklist_of(
-        getattr(module, "__name__", item.nodeid.split("::")[0].removesuffix(".py").replace("/", ".")),
-        function,
-        getattr(module, "CHECKLIST", None),
-    )
-
-
-@dataclass
-class Check:
-    """One check's outcome over its phases."""
-
-    nodeid: str
-    item: str
-    database: str | None = None  # in a fleet: the (masked) database it judged
-    outcome: str = "passed"  # passed / failed / error (could not run) / skipped
-    message: str = ""  # failed: expected vs found; skipped: why
-    facts: dict[str, Any] | None = None  # failed: what it judged (verification.advice)
-
-    @property
-    def name(self) -> str:
-        """The check's short name: test_file::test[param], without the directory."""
-        return self.nodeid.rpartition("/")[2].replace(".py::", "::")
-
-
-@dataclass
-class Verdict:
-    """One checklist line."""
-
-    item: str
-    checks: list[Check] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[Check]:
-        """Failed, or could not run: either way not passed."""
-        return [c for c in self.checks if c.outcome in ("failed", "error")]
-
-    @property
-    def skipped(self) -> list[Check]:
-        return [c for c in self.checks if c.outcome == "skipped"]
-
-    @property
-    def state(self) -> str:
-        """passed / failed / skipped / partial (some checks not run: never green)."""
-        if self.failed:
-            return "failed"
-        if len(self.skipped) == len(self.checks):
-            return "skipped"
-        return "partial" if self.skipped else "passed"
-
-    @property
-    def reason(self) -> str:
-        """Why (some of) it was not checked."""
-        if not self.checks:
-            return "no check of it in this run"
-        return "; ".join(dict.fromkeys(c.message for c in self.skipped))
-
-    def text(self) -> str:
-        """The verdict in words."""
-        if self.state == "failed":
-            errors = sum(c.outcome == "error" for c in self.checks)
-            more = f"; {errors} could not run" if errors else ""
-            return f"FAILED ({len(self.failed)} of {len(self.checks)} checks{more})"
-        if self.state == "skipped":
-            return f"not checked: {self.reason}"
-        done = len(self.checks) - len(self.skipped)
-        if self.skipped:
-            return f"partly checked: {done} passed, {len(self.skipped)} not checked: {self.reason}"
-        return f"passed ({done} check{'s' if done != 1 else ''})"
-
-
 class DeploymentReport:
     """A pytest plugin: the checklist, the HTML report's content, the terminal's end, the record."""
 
     def __init__(self, config: pytest.Config, targets: list[Target], executor: str, chosen: str) -> None:
         self.config = config
         self.chosen = chosen  # the migration the verified state ends with, or base
+        self.title = f"{title(chosen)} verification"  # "US-001 verification", by the changes up to it
         self.targets = {mask(t.url): t for t in targets}
         self.urls: dict[str, URL] = {mask(t.url): t.url for t in targets}
         self.ledgers: dict[str, dict[str, str] | None] = {}  # migration → state; None: no table
@@ -178,7 +83,7 @@ class DeploymentReport:
         self.actions: dict[str, Any] = {}  # this run's row in each database's history (history.Action)
         self.notes: dict[str, None] = {}  # noted and allowed differences, in order, once each
         self.html_report: Any = None
-        self.record_path = record_path(config)
+        self.record_path = recorded.record_path(config)
         self.record_error = ""
         if self.record_path is not None:
             self.facts["Record"] = str(self.record_path)
@@ -308,7 +213,7 @@ class DeploymentReport:
     # -- hooks ----------------------------------------------------------------------------
 
     def pytest_report_header(self) -> list[str]:
-        return [f"US-001 verification: {self.facts['Database']} (expect {self.facts['Expected state']})"]
+        return [f"{self.title}: {self.facts['Database']} (expect {self.facts['Expected state']})"]
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -353,14 +258,14 @@ class DeploymentReport:
             return
         for key in ("Python", "Platform", "Packages", "Plugins", "JAVA_HOME", *self.facts):
             metadata.pop(key, None)
-        cleaned = {html.escape(str(k)): escape_tree(v) for k, v in metadata.items()}
+        cleaned = {html.escape(str(k)): page.escape_tree(v) for k, v in metadata.items()}
         metadata.clear()
         metadata.update(cleaned)
 
     @pytest.hookimpl(optionalhook=True)  # pytest-html may not be loaded
     def pytest_html_report_title(self, report: Any) -> None:
         self.html_report = report
-        report.title = f"US-001 verification ({self.facts['Environment']}): running"
+        report.title = f"{self.title} ({self.facts['Environment']}): running"
 
     @pytest.hookimpl(optionalhook=True)  # pytest-html may not be loaded
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
@@ -376,11 +281,11 @@ class DeploymentReport:
         self.facts["Finished"] = now()
         self.note_failed_databases()
         if self.html_report is not None:
-            self.html_report.title = f"US-001 verification ({self.facts['Environment']}): {self.result}" + (
+            self.html_report.title = f"{self.title} ({self.facts['Environment']}): {self.result}" + (
                 f", {len(self.failed)} failed" if self.failed else ""
             )
         empty_metadata = not self.config.stash.get(metadata_key, {})
-        prefix.append(self.html(hide_environment=empty_metadata))
+        prefix.append(page.head(self, hide_environment=empty_metadata))
 
     def note_failed_databases(self) -> None:
         failed = self.failed_databases()
@@ -391,11 +296,11 @@ class DeploymentReport:
         self.facts.setdefault("Finished", now())
         self.note_failed_databases()
         for name, action in self.actions.items():
-            action.finish(*self.history_row(name), report=self.html_path)
+            action.finish(*recorded.history_row(self, name), report=self.html_path)
         if self.record_path is None or hasattr(self.config, "workerinput"):  # xdist: the controller
             return
         try:
-            record.append(self.entry(), self.record_path)
+            record.append(recorded.entry(self), self.record_path)
         except DeployError as exc:
             self.record_error = str(exc)
             if session.exitstatus == 0:
@@ -417,7 +322,7 @@ class DeploymentReport:
         for action in self.actions.values():
             if action.skipped:
                 write(f"{mask(action.url)}: {action.skipped}")
-        write(f"US-001 verification {self.result}: {self.count_line()}{where}")
+        write(f"{self.title} {self.result}: {self.count_line()}{where}")
         for name, n in self.failed_databases().items():
             write(f"  FAILED on {name}: {n} checks")
         for verdict in self.verdicts():
@@ -445,179 +350,6 @@ class DeploymentReport:
             write(f"  {line}")
         if len(notes) > NOTES_SHOWN:
             write(f"  ... and {len(notes) - NOTES_SHOWN} more (the HTML report lists every one)")
-
-    # -- the record -----------------------------------------------------------------------
-
-    def facts_failed(self, database: str | None = None) -> str:
-        """The checklist items that failed with the facts they name (of one database of a fleet)."""
-        failed = [c for c in self.failed if database is None or c.database in (None, database)]
-        shown = [f"{c.item}: {one_line(c.message, 300)}" for c in failed[:10]]
-        return "; ".join(shown) + (f"; and {len(failed) - 10} more" if len(failed) > 10 else "")
-
-    def history_row(self, database: str) -> tuple[str, str, str, str]:
-        """(result, migrations, failed facts, notes) of this run on one database, for its history."""
-        failed = self.facts_failed(database)
-        result = "FAILED" if failed else self.result
-        notes = [f"not checked: {v.item} ({v.reason})" for v in self.unchecked()]
-        return (
-            result,
-            f"ledger: {', '.join(self.ledgers.get(database) or {}) or 'base'}",
-            failed,
-            "; ".join(notes),
-        )
-
-    def entry(self) -> record.Entry:
-        """This run's row in the deployment record."""
-        notes = []
-        if self.failed:
-            notes.append(f"failed: {self.facts_failed()}")
-        unchecked = self.unchecked()
-        if unchecked:
-            notes.append("not checked: " + ", ".join(f"{v.item} ({v.reason})" for v in unchecked))
-        if self.notes:
-            first = one_line(next(iter(self.notes)), 120)
-            notes.append(f"noted {len(self.notes)} (first: {first})")
-        notes.append(self.facts.get("Failed databases") or self.facts["Database"])
-        return record.Entry(
-            action=f"verify {self.facts['Expected state']}",
-            result=self.result,
-            notes="; ".join(notes),
-            environment=self.facts["Environment"],
-            executor=self.facts["Executor"],
-            report=self.html_path,
-        )
-
-    def order(self, item: str) -> int:
-        return CHECKLIST.index(item) if item in CHECKLIST else len(CHECKLIST)
-
-    # -- the HTML -------------------------------------------------------------------------
-
-    def html(self, hide_environment: bool) -> str:
-        """The report's head: checklist and what to do now side by side, failures, facts."""
-        e = html.escape
-        rows = []
-        for number, v in enumerate(self.verdicts()):
-            first = (
-                f"<div class='us001-why'>{e(one_line(v.failed[0].message, 110))}</div>" if v.failed else ""
-            )
-            other = " us001-other" if number == len(CHECKLIST) else ""
-            rows.append(
-                f"<tr class='us001-{v.state}{other}'><th>{e(v.item)}</th>"
-                f"<td class='us001-verdict'>{e(v.text())}{first}</td></tr>"
-            )
-        steps = "".join(
-            f"<li>{e(s.text)}" + "".join(f"<pre>{e(c)}</pre>" for c in s.commands) + "</li>"
-            for s in self.next_steps()
-        )
-        failures = "".join(
-            f"<li><strong>{e(c.item)}</strong> <code>{e(c.name)}</code><br>{e(c.message)}</li>"
-            for c in sorted(self.failed, key=lambda c: (self.order(c.item), c.nodeid))
-        )
-        facts = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in self.facts.items())
-        verdict_class = "failed" if self.failed else "partial" if self.unchecked() else "passed"
-        return (
-            f"<style>{CSS}{HIDE_ENVIRONMENT if hide_environment else ''}</style>"
-            f"<div id='us001'>"
-            f"<p id='us001-result' class='us001-{verdict_class}'>{e(self.result)}"
-            f"<span>{e(self.facts['Database'])}</span></p>"
-            f"<div class='us001-top'>"
-            f"<section id='us001-checklist'><h2>Checklist</h2>"
-            f"<table id='us001-checklist-table'>{''.join(rows)}</table>"
-            + "".join(f"<p class='us001-note'>{e(note)}</p>" for note in self.said["note"])
-            + "</section>"
-            f"<section id='us001-next-step'><h2>What to do now</h2><ol>{steps}</ol></section>"
-            f"</div>"
-            + (
-                "<section id='us001-failures'><h2>Failures: expected vs found</h2>"
-                f"<ol>{failures}</ol></section>"
-                if failures
-                else ""
-            )
-            + (
-                "<section id='us001-notes'><h2>Noted, not failing: what changes nothing the application does"
-                f"</h2><ul>{''.join(f'<li>{e(n)}</li>' for n in self.notes)}</ul></section>"
-                if self.notes
-                else ""
-            )
-            + "<section id='us001-facts'><h2>This run</h2>"
-            f"<table id='us001-summary'>{facts}</table></section>"
-            f"<h2>Every check</h2></div>"
-        )
-
-
-CSS = """
-body { color: #1b1b1b; font-size: 15px; max-width: 1400px; }
-p, .run-count, .filter, .summary, #results-table { color: #1b1b1b; }
-.summary__data > h2 { display: none; }
-#us001 h2 { font-size: 17px; margin: 14px 0 6px; }
-#us001-result { display: inline-block; font-weight: bold; font-size: 17px; padding: 4px 12px;
-  border-radius: 4px; margin: 0; }
-#us001-result.us001-passed { background: #d7f0dd; color: #0b5d23; }
-#us001-result.us001-failed { background: #b3261e; color: #fff; }
-#us001-result.us001-partial { background: #fbe7b5; color: #6a4a00; }
-.us001-top { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1.15fr); gap: 28px;
-  align-items: start; }
-#us001-checklist-table { border-collapse: collapse; width: 100%; }
-#us001-checklist-table th, #us001-checklist-table td { text-align: left; vertical-align: top;
-  padding: 4px 8px; border-bottom: 1px solid #ddd; }
-#us001-checklist-table th { white-space: nowrap; width: 9em; }
-.us001-why { font-size: 13px; font-weight: normal; margin-top: 2px; }
-#us001-result span { font-weight: normal; font-size: 15px; margin-left: 14px; }
-tr.us001-other th, tr.us001-other td { border-top: 2px solid #999; }
-#us001 code { overflow-wrap: anywhere; }
-tr.us001-passed .us001-verdict { color: #0b5d23; }
-tr.us001-failed .us001-verdict { color: #b3261e; font-weight: bold; }
-tr.us001-failed th { color: #b3261e; }
-tr.us001-skipped .us001-verdict, tr.us001-partial .us001-verdict { color: #6a4a00; }
-#us001-next-step { border: 2px solid #1b1b1b; border-radius: 6px; padding: 0 14px 8px; }
-#us001-next-step ol { padding-left: 20px; margin: 0; }
-#us001-next-step li { margin: 6px 0; }
-#us001 pre { background: #f1f1f1; color: #111; padding: 4px 8px; margin: 3px 0; white-space: pre-wrap;
-  overflow-wrap: anywhere; font-size: 13px; }
-#us001-failures li { margin: 4px 0; }
-#us001-summary th { text-align: left; padding-right: 14px; }
-#us001-summary td, #us001-summary th { padding: 2px 8px 2px 0; }
-"""
-HIDE_ENVIRONMENT = "#environment-header, #environment { display: none; }"
-
-
-def record_path(config: pytest.Config) -> Path | None:
-    """Where this run is recorded: --record FILE, none (--record=none), or by default
-    data/deployments.md (AZAK_RECORD): every verification is part of the deployment's story."""
-    return record.resolve(config.getoption("--record"))
-
-
-def escape_tree(value: Any) -> Any:
-    """A metadata value with every string in it HTML-escaped."""
-    if isinstance(value, dict):
-        return {html.escape(str(k)): escape_tree(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [escape_tree(v) for v in value]
-    return html.escape(str(value))
-
-
-def failure_message(report: pytest.TestReport) -> str:
-    """What a failed check said (expected vs found), in a few lines at most."""
-    longrepr = report.longrepr
-    if isinstance(longrepr, str):
-        return longrepr.strip()
-    crash = getattr(longrepr, "reprcrash", None)
-    if crash is not None:
-        return str(crash.message).strip()
-    return report.longreprtext.strip().splitlines()[-1] if report.longreprtext.strip() else "failed"
-
-
-def skip_reason(report: pytest.TestReport) -> str:
-    """Why a check was skipped."""
-    if isinstance(report.longrepr, tuple):
-        return str(report.longrepr[2]).removeprefix("Skipped: ").removesuffix(": not checked")
-    return "skipped"
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    """The first line of a message, shortened."""
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def now() -> str:

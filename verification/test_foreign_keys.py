@@ -1,7 +1,7 @@
 """Checklist: FOREIGN KEY constraints (Foreign Key 제약조건 확인) — columns, target, ON DELETE,
-DEFERRABLE and validity, on the new tables and on every table that referenced `stocks` before.
+DEFERRABLE and validity, on the new tables and on every table that referenced another before.
 
-A failure also runs the runbook's troubleshooting query: codes missing from the parent.
+A failure also runs the runbook's troubleshooting query: keys missing from the parent.
 """
 
 import re

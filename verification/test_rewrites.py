@@ -1,5 +1,5 @@
-"""Checklist: after a complete rollback, every value a migration rewrote is back (for US-001:
-each stock's priority, as it was just before deprecate_priority_column ran).
+"""Checklist: after a complete rollback, every value a migration rewrote is back, as it was just
+before that migration ran (under the checklist item its change names, `checklists.rewritten_item`).
 
 Judged for every column any migration of the chain declares it rewrites (`rewrites=` in its
 contract), against the image the kit kept just before that migration. A passing run reads
@@ -13,11 +13,10 @@ from psycopg2 import sql
 
 from migrations.contract import Rewrite
 from migrations.image import changed_rows, digest_sql
-from migrations.steps import load_all
+from migrations.steps import load_all, rewrites
+from verification import checklists
 from verification.db import Target
 from verification.state import State
-
-CHECKLIST = "priority"
 
 
 def now_vs_before(rw: Rewrite) -> sql.Composed:
@@ -34,9 +33,14 @@ def now_vs_before(rw: Rewrite) -> sql.Composed:
 @pytest.mark.parametrize(
     "rewrite",
     [
-        pytest.param(rw, marks=pytest.mark.applied(m.name, not_=True))
-        for m in load_all()
-        for rw in m.contract.rewrites
+        pytest.param(
+            rw,
+            marks=[
+                pytest.mark.applied(m.name, not_=True),
+                pytest.mark.checklist(checklists.rewritten_item(m)),
+            ],
+        )
+        for rw, m in rewrites(load_all()).items()
     ],
     ids=str,
 )

@@ -3,7 +3,7 @@ changing — triggers and foreign keys switched off, its table names resolved el
 every database or role default left behind (read-only sessions, timeouts, ...)."""
 
 from migrations import catalog
-from migrations.runner import LOCK_KEY
+from migrations.lock import LOCK_KEY
 from verification.db import Target
 from verification.state import Judge, State
 

@@ -1,6 +1,7 @@
 """Migration 2 — `financial_ratios`: yearly / quarterly KIS financial ratios per stock."""
 
-from migrations.steps import Ddl, entry_points, main
+from migrations.runbook import entry_points, main
+from migrations.steps import Ddl
 
 UPGRADE = (
     Ddl("""

@@ -1,6 +1,7 @@
 """Migration 1 — `product_info`: one row of KIS product metadata per stock."""
 
-from migrations.steps import Ddl, Precondition, entry_points, main
+from migrations.runbook import entry_points, main
+from migrations.steps import Ddl, Precondition
 
 # stock_code is varchar(10), as stocks.code in the contract: a wider stocks.code is accepted
 # while every code fits; a longer code could never get a product_info row.

@@ -20,7 +20,8 @@ began is undone (the original comes back); one that waits for phase 3's lock lan
 the rollback, the application's like any later write.
 """
 
-from migrations.steps import Batches, Ddl, Precondition, entry_points, main
+from migrations.runbook import entry_points, main
+from migrations.steps import Batches, Ddl, Precondition
 
 # ALTER TABLE and CREATE TRIGGER on stocks are its owner's: checked before the first migration
 # of the run changes anything, so that a role with fewer rights leaves no half deployment.

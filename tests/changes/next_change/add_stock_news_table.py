@@ -1,6 +1,7 @@
 """Migration (test-only): `stock_news`, news headlines per stock code the application keeps."""
 
-from migrations.steps import Ddl, entry_points, main
+from migrations.runbook import entry_points, main
+from migrations.steps import Ddl
 
 UPGRADE = (
     Ddl("""

@@ -1,7 +1,8 @@
 """Migration (test-only): financial_ratios.stock_code kept by the application, its foreign
 key to stocks dropped (the column's comment says so); the rollback puts the key back, validated."""
 
-from migrations.steps import Ddl, entry_points, main
+from migrations.runbook import entry_points, main
+from migrations.steps import Ddl
 
 UPGRADE = (
     Ddl("""

@@ -1,6 +1,7 @@
 """Migration (test-only): product names widened, and a listing table hanging off product_info."""
 
-from migrations.steps import Ddl, entry_points, main
+from migrations.runbook import entry_points, main
+from migrations.steps import Ddl
 
 UPGRADE = (
     Ddl("""

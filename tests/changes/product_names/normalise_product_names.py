@@ -1,7 +1,8 @@
 """Migration (test-only): product names normalised (trimmed, upper case), the originals
 kept for the rollback, in keyset batches by product_info.id (as US-001's priority step does)."""
 
-from migrations.steps import Batches, Ddl, entry_points, main
+from migrations.runbook import entry_points, main
+from migrations.steps import Batches, Ddl
 
 UPGRADE = (
     Ddl("""

@@ -1,7 +1,7 @@
 """The application's models before US-001: `stocks` and the tables that reference it.
 
 Written as the application writes them (declarative classes, `Column(...)`, some comments
-missing), matching the contract's "Before US-001" (the database `migrations.appdb` makes).
+missing), matching the contract's "Before US-001" (the database `migrations.changes.appdb` makes).
 `--app-models=backend.db.stocks:Base` are the models of before, matching a rolled-back database.
 """
 

@@ -1,4 +1,4 @@
-"""Checklist, tested by behaviour (UNIQUE 제약조건 테스트): probes in a rolled-back transaction.
+"""US-001's checklist, tested by behaviour (UNIQUE 제약조건 테스트): probes in a rolled-back transaction.
 
 Each probe uses its own stock code and explicit negative ids: it never touches a real row,
 never consumes a sequence value, and commits nothing (the `probe` fixture always rolls back).
@@ -6,15 +6,38 @@ A probe runs only where the verified state has what it tries (`needs`: the const
 trigger; others are deselected) and only for a role that may write (else skipped, saying why).
 """
 
+import secrets
+from collections.abc import Iterator
+
 import psycopg2
 import pytest
 
 from migrations.catalog import Key
 from migrations.dburl import describe
-from verification.behaviour import MAY_REPLICATE, WRITES
+from verification.behaviour import MAY_REPLICATE
 from verification.db import Probe, Target, constraint_of, sqlstate
 
 CHECKLIST = "behaviour"
+
+# Who may run the probes: they write (and roll back) on the tables they try.
+WRITES = (
+    "SELECT bool_and(has_table_privilege(t, 'INSERT, UPDATE, DELETE'))"
+    " FROM unnest(ARRAY['public.stocks', 'public.product_info', 'public.financial_ratios']) t"
+    " WHERE to_regclass(t) IS NOT NULL"
+)
+# Trigger functions and the probes that pin down everything they do (verification.behaviour
+# judges a function spelled differently by them). The save of an original priority needs a
+# session that bypasses the trigger once (replica role).
+PROBED = {
+    "update_product_info_updated_at()": ("test_update_moves_updated_at_to_now[product_info]",),
+    "update_financial_ratios_updated_at()": ("test_update_moves_updated_at_to_now[financial_ratios]",),
+    "stocks_priority_deprecated()": (
+        "test_new_stock_gets_priority_1",
+        "test_priority_update_stays_1",
+        "test_a_write_before_its_batch_keeps_the_original",
+    ),
+}
+NEEDS_REPLICA = {"stocks_priority_deprecated()"}
 
 
 @pytest.fixture(scope="session")
@@ -23,11 +46,63 @@ def writes(target: Target) -> bool:
     return bool(target.value(WRITES))
 
 
-@pytest.fixture(autouse=True)
-def may_write(writes: bool) -> None:
+@pytest.fixture
+def probe(probe: Probe, writes: bool) -> Iterator[Probe]:
     """Probes write (and roll back): a read-only role gets the catalog's verdict alone."""
     if not writes:
         pytest.skip("the verifying role may not write: behaviour probes not run (the catalog checks stand)")
+    yield probe
+
+
+@pytest.fixture(scope="session")
+def probe_code(target: Target) -> str:
+    """A stock code no real stock has (probe rows never touch real ones; every probe rolls
+    back, so one code serves them all)."""
+    for _ in range(5):
+        code = "~" + secrets.token_hex(4)[:7]
+        if not target.value("SELECT count(*) FROM stocks WHERE code = :c", c=code):
+            return code
+    raise AssertionError("could not find a free probe stock code")
+
+
+def add_stock(probe: Probe, code: str, priority: int | None = 5) -> int:
+    """A probe stock (explicit id, as the application would send it); returns its id."""
+    stock_id = probe.new_id()
+    probe.execute(
+        "INSERT INTO stocks (id, code, name, priority, is_active, created_at, updated_at)"
+        " VALUES (:id, :code, 'verification probe', :priority, false, now(), now())",
+        id=stock_id,
+        code=code,
+        priority=priority,
+    )
+    return stock_id
+
+
+def add_product(probe: Probe, code: str, updated_at: str = "2000-01-01") -> int:
+    """A product_info probe row for `code`; returns its id."""
+    row_id = probe.new_id()
+    probe.execute(
+        "INSERT INTO product_info (id, stock_code, prdt_name, created_at, updated_at)"
+        " VALUES (:id, :code, 'probe', :ts, :ts)",
+        id=row_id,
+        code=code,
+        ts=updated_at,
+    )
+    return row_id
+
+
+# INSERT of one financial_ratios probe row (params: id, code, yymm, cls).
+RATIO_SQL = (
+    "INSERT INTO financial_ratios (id, stock_code, stac_yymm, div_cls_code,"
+    " created_at, updated_at) VALUES (:id, :code, :yymm, :cls, '2000-01-01', '2000-01-01')"
+)
+
+
+def add_ratio(probe: Probe, code: str, yymm: str = "202412", cls: str = "0") -> int:
+    """A financial_ratios probe row; returns its id."""
+    row_id = probe.new_id()
+    probe.execute(RATIO_SQL, id=row_id, code=code, yymm=yymm, cls=cls)
+    return row_id
 
 
 UQ_PRODUCT = Key("constraint", "product_info", "uq_product_info_stock_code")
@@ -59,8 +134,8 @@ def assert_rejected(error, state: str, constraint: str, what: str) -> None:
 
 @pytest.mark.needs(UQ_PRODUCT)
 def test_duplicate_product_info_is_rejected(probe: Probe, probe_code: str) -> None:
-    probe.add_stock(probe_code)
-    probe.add_product(probe_code)
+    add_stock(probe, probe_code)
+    add_product(probe, probe_code)
     error = probe.error_of(
         "INSERT INTO product_info (id, stock_code) VALUES (:id, :code)", id=probe.new_id(), code=probe_code
     )
@@ -71,17 +146,17 @@ def test_duplicate_product_info_is_rejected(probe: Probe, probe_code: str) -> No
 
 @pytest.mark.needs(UQ_RATIOS)
 def test_duplicate_financial_ratio_is_rejected(probe: Probe, probe_code: str) -> None:
-    probe.add_stock(probe_code)
-    probe.add_ratio(probe_code, "202412", "0")
-    error = probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=probe_code, yymm="202412", cls="0")
+    add_stock(probe, probe_code)
+    add_ratio(probe, probe_code, "202412", "0")
+    error = probe.error_of(RATIO_SQL, id=probe.new_id(), code=probe_code, yymm="202412", cls="0")
     assert_rejected(error, UNIQUE_VIOLATION, "uq_financial_ratios", "a second (stock, 202412, yearly) ratio")
 
 
 @pytest.mark.needs(Key("table", "financial_ratios"))
 def test_quarterly_ratio_beside_yearly_is_accepted(probe: Probe, probe_code: str) -> None:
-    probe.add_stock(probe_code)
-    probe.add_ratio(probe_code, "202412", "0")
-    error = probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=probe_code, yymm="202412", cls="1")
+    add_stock(probe, probe_code)
+    add_ratio(probe, probe_code, "202412", "0")
+    error = probe.error_of(RATIO_SQL, id=probe.new_id(), code=probe_code, yymm="202412", cls="1")
     assert error is None, (
         "a quarterly ratio beside the yearly one of the same month should be accepted "
         f"(UNIQUE is on stock_code, stac_yymm, div_cls_code); found {STATES.get(sqlstate(error))} "
@@ -99,7 +174,7 @@ def test_product_info_of_unknown_stock_is_rejected(probe: Probe, probe_code: str
 
 @pytest.mark.needs(FK_RATIOS)
 def test_financial_ratio_of_unknown_stock_is_rejected(probe: Probe, probe_code: str) -> None:
-    error = probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=probe_code, yymm="202412", cls="0")
+    error = probe.error_of(RATIO_SQL, id=probe.new_id(), code=probe_code, yymm="202412", cls="0")
     assert_rejected(error, FK_VIOLATION, "fk_financial_stock", "a ratio of a stock not in stocks")
 
 
@@ -123,8 +198,8 @@ ROW_NOW = {
 
 @pytest.mark.parametrize("table", [pytest.param(t, marks=pytest.mark.needs(FKS[t])) for t in COUNT_ROWS])
 def test_deleting_a_stock_cascades(probe: Probe, probe_code: str, table: str) -> None:
-    stock_id = probe.add_stock(probe_code)
-    probe.add_product(probe_code) if table == "product_info" else probe.add_ratio(probe_code)
+    stock_id = add_stock(probe, probe_code)
+    add_product(probe, probe_code) if table == "product_info" else add_ratio(probe, probe_code)
     error = probe.error_of("DELETE FROM stocks WHERE id = :id", id=stock_id)
     assert error is None, (
         f"deleting a stock should cascade; it failed: {sqlstate(error)} {constraint_of(error)}"
@@ -141,12 +216,12 @@ PRIORITIES_SENT = (5, 3, 0, -1, None)  # the application's 5, any other, and out
 
 
 def ratio_error(probe: Probe, code: str, yymm: str, cls: str) -> psycopg2.Error | None:
-    return probe.error_of(probe.ratio_sql(), id=probe.new_id(), code=code, yymm=yymm, cls=cls)
+    return probe.error_of(RATIO_SQL, id=probe.new_id(), code=code, yymm=yymm, cls=cls)
 
 
 @pytest.mark.needs(CK_MONTH)
 def test_check_rejects_bad_months(probe: Probe, probe_code: str) -> None:
-    probe.add_stock(probe_code)
+    add_stock(probe, probe_code)
     for yymm in BAD_MONTHS:
         error = ratio_error(probe, probe_code, yymm, "0")
         assert_rejected(error, CHECK_VIOLATION, "ck_financial_ratios_stac_yymm", f"stac_yymm {yymm!r}")
@@ -154,7 +229,7 @@ def test_check_rejects_bad_months(probe: Probe, probe_code: str) -> None:
 
 @pytest.mark.needs(Key("table", "financial_ratios"))
 def test_check_accepts_valid_months(probe: Probe, probe_code: str) -> None:
-    probe.add_stock(probe_code)
+    add_stock(probe, probe_code)
     refused = {yymm: ratio_error(probe, probe_code, yymm, "1") for yymm in GOOD_MONTHS}
     shown = [f"{y!r} ({STATES.get(sqlstate(e))} by {constraint_of(e)})" for y, e in refused.items() if e]
     assert not shown, f"stac_yymm {', '.join(shown)} should be accepted"
@@ -162,7 +237,7 @@ def test_check_accepts_valid_months(probe: Probe, probe_code: str) -> None:
 
 @pytest.mark.needs(CK_CLASS)
 def test_check_rejects_bad_class_codes(probe: Probe, probe_code: str) -> None:
-    probe.add_stock(probe_code)
+    add_stock(probe, probe_code)
     for cls in BAD_CLASSES:
         error = ratio_error(probe, probe_code, "202412", cls)
         assert_rejected(error, CHECK_VIOLATION, "ck_financial_ratios_div_cls_code", f"div_cls_code {cls!r}")
@@ -173,8 +248,8 @@ def test_check_rejects_bad_class_codes(probe: Probe, probe_code: str) -> None:
 )
 def test_update_moves_updated_at_to_now(probe: Probe, probe_code: str, table: str) -> None:
     probe.execute("SET LOCAL TimeZone = 'Asia/Seoul'")  # the application's zone: UTC would be 9 h off
-    probe.add_stock(probe_code)
-    row_id = probe.add_product(probe_code) if table == "product_info" else probe.add_ratio(probe_code)
+    add_stock(probe, probe_code)
+    row_id = add_product(probe, probe_code) if table == "product_info" else add_ratio(probe, probe_code)
     (was,) = probe.execute(ROW_NOW[table], id=row_id)[0]
     (updated, rest) = probe.execute(TOUCH_ROW[table], id=row_id)[0]
     (off,) = probe.execute("SELECT extract(epoch FROM CAST(:u AS timestamp) - localtimestamp)", u=updated)[0]
@@ -213,7 +288,7 @@ def test_new_stock_gets_priority_1(probe: Probe, probe_code: str) -> None:
 
 @pytest.mark.needs(PRIORITY_TRIGGER)
 def test_priority_update_stays_1(probe: Probe, probe_code: str) -> None:
-    probe.add_stock(probe_code)
+    add_stock(probe, probe_code)
     got = priorities_after(probe, UPDATE_PRIORITY, probe_code)
     wrong = {sent: value for sent, value in got.items() if value != 1}
     assert not wrong, "setting a stock's priority should leave 1; " + ", ".join(

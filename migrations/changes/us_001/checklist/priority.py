@@ -1,4 +1,4 @@
-"""Checklist: priority (priority 값이 모두 1인지 확인) — every stocks.priority is 1 while
+"""US-001's checklist: priority (priority 값이 모두 1인지 확인) — every stocks.priority is 1 while
 deprecate_priority_column is applied, every saved original is the value the before-image
 holds, and after its rollback every stock has its own priority back.
 
