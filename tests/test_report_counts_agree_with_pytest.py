@@ -79,4 +79,7 @@ def test_the_kits_options_come_first() -> None:
         assert option in short.stdout
     full = run([sys.executable, "-m", "pytest", str(ROOT / "verification"), "--help"], timeout=60)
     lines = full.stdout.splitlines()
-    assert lines.index("US-001 post-deploy verification:") < 8 < lines.index("general:"), lines[:12]
+    kits = [
+        i for i, ln in enumerate(lines) if ln.endswith(" post-deploy verification:")
+    ]  # the chain's titles
+    assert kits and kits[0] < 8 < lines.index("general:"), lines[:12]
