@@ -13,7 +13,11 @@ ON_SERVER   := $(PY) -m tests.pgserver
 WORKERS     ?= 2
 PYTEST      := $(PY) -m pytest -n $(WORKERS) $(PYTEST_ARGS)
 
-.PHONY: setup rehearse test test-server lint bench clean
+.PHONY: setup rehearse test test-next test-server lint bench clean
+
+# The throwaway next change (tests/changes/next_change) tried at the head of the chain: the
+# kit's generic tests cover it, US-001's own tests still verify US-001.
+NEXT_CHANGE := tests.changes.next_change
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +29,13 @@ setup: $(READY)  ## .venv with the kit installed, nothing else (then: .venv/bin/
 rehearse: $(READY)  ## the whole deployment plan on throwaway databases (PG=13: on an embedded 13)
 	$(ON_SERVER) $(if $(PG),--pg $(PG)) -- $(PY) -m migrations.rehearse
 
-test: $(READY) lint  ## lint, then the tests on production's PostgreSQL 13 and the machine's, side by side
-	@echo "Tests on PostgreSQL 13 (embedded) and on the machine's server, side by side; each one's output when it ends"
-	@$(MAKE) --no-print-directory --output-sync=target --keep-going -j2 test-pg13 test-server
+test: $(READY) lint  ## lint, then the tests on production's PostgreSQL 13 (with the next change at the head) and the machine's, side by side
+	@echo "Tests on PostgreSQL 13 (embedded, $(NEXT_CHANGE) at the head) and on the machine's server (the chain as configured), side by side; each one's output when it ends"
+	@$(MAKE) --no-print-directory --output-sync=target --keep-going -j2 test-next test-server
+
+test-next: export AZAK_EXTRA_CHANGES = $(NEXT_CHANGE)
+test-next: $(READY)  ## the tests on an embedded PostgreSQL 13 with the throwaway next change at the head
+	$(ON_SERVER) --pg 13 -- $(PYTEST)
 
 test-server: $(READY)  ## the tests on the named server (PGHOST/PGPORT), else 127.0.0.1:5432, else an embedded 15
 	$(ON_SERVER) -- $(PYTEST)
@@ -40,9 +48,10 @@ lint: $(READY)  ## ruff and mypy on the code, squawk on the SQL that upgrade run
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m migrations plan --all | $(VENV)/bin/squawk --config .squawk.toml --stdin-filepath migrations-plan.sql
+	AZAK_EXTRA_CHANGES=$(NEXT_CHANGE) $(PY) -m migrations plan --all | $(VENV)/bin/squawk --config .squawk.toml --stdin-filepath migrations-plan.sql
 
 bench: $(READY)  ## figures and ratios on generated data (1,000,000 stocks); minutes, not seconds
 	$(PY) -m bench
 
-clean:  ## tools and caches only: never data/ (the backups) nor reports/ (the deployment record)
+clean:  ## tools and caches only: never data/ (backups, images, the deployment record) nor reports/
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -1,8 +1,10 @@
 """Throwaway databases for the project's own tests, made by pytest-postgresql from templates.
 
-Two templates are built once per run and worker on the server (pytest-postgresql's noproc
-factory), named for the run so that leftovers of a killed run never collide:
-`app` (the application's database before US-001) and `deployed` (the same after `upgrade`).
+Three templates are built once per run and worker on the server (pytest-postgresql's noproc
+factory), named for the run so that leftovers of a killed run never collide: `app` (the
+application's database before US-001), `deployed` (the same upgraded to US-001's head, whatever
+the chain's head: US-001's own tests pin their target) and `head` (upgraded to the chain's head,
+for the kit's generic tests).
 Each test gets its own clone, dropped afterwards. The server is pytest-postgresql's default,
 127.0.0.1:5432 as user postgres; point elsewhere with PGHOST/PGPORT/PGUSER/PGPASSWORD, or
 --postgresql-host/--postgresql-port/--postgresql-user/--postgresql-password.
@@ -34,10 +36,14 @@ from migrations import image, provenance, record, snapshot
 from migrations.__main__ import main as migrations_main
 from migrations.changes import appdb
 from migrations.dburl import URL, describe, fetch, version_name
-from migrations.rehearse import run_verification
 from migrations.runner import Runner, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# US-001's last migration: US-001's own tests deploy to it and verify it (`--to`), whatever
+# change follows it on the chain (tests.changes.next_change in `make test`'s PostgreSQL 13 leg).
+US001_HEAD = "deprecate_priority_column"
+# How long one `pytest verification` run may take before a test says it hangs.
+VERIFY_TIMEOUT_S = 300
 TEST_STOCKS = 300
 # Fast settings for tests: small batches cross batch boundaries even on 300 stocks.
 FAST = Settings(lock_timeout_ms=500, retries=2, backoff_s=0.1, lock_wait_s=2.0, batch_size=64)
@@ -63,12 +69,22 @@ def load_app(host: str, port: Any, user: str, dbname: str, password: str | None,
     conn.close()
 
 
-def load_deployed(**kw: Any) -> None:
-    """Template loader: the application's database with US-001 deployed by the runner."""
+def load_deployed(to: str | None, **kw: Any) -> None:
+    """Template loader: the application's database upgraded by the runner to `to` (None: head)."""
     load_app(**kw)
     url = server_url(kw["user"], kw["password"], kw["host"], kw["port"], kw["dbname"])
     with Runner(url, FAST, out=io.StringIO()) as runner:
-        runner.upgrade()
+        runner.upgrade(to)
+
+
+def load_us001(**kw: Any) -> None:
+    """Template loader: the application's database with US-001 deployed, and nothing after."""
+    load_deployed(US001_HEAD, **kw)
+
+
+def load_head(**kw: Any) -> None:
+    """Template loader: the application's database with the whole chain deployed."""
+    load_deployed(None, **kw)
 
 
 # A run's own template names: a run killed before its teardown leaves its templates behind,
@@ -96,7 +112,7 @@ SERVER = {
 SLOWEST_FIRST = (
     "test_crash_between_or_inside_batches_resumes_losslessly",
     "test_every_check_is_broken_by_some_case",
-    "test_kill_while_the_before_image_is_written_leaves_no_partial_file_behind",
+    "test_kill_while_the_before_image_is_written_leaves_no_half_image_behind",
     "test_restore_of_a_gzip_bomb_is_refused_in_bounded_memory",
     "test_priority_rollback_is_lossless",
     "test_a_server_older_than_13_is_refused_in_one_line_by_every_command",
@@ -133,7 +149,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 app_template = factories.postgresql_noproc(**SERVER, dbname=f"azak_app_{RUN}", load=[load_app])
-deployed_template = factories.postgresql_noproc(**SERVER, dbname=f"azak_deployed_{RUN}", load=[load_deployed])
+deployed_template = factories.postgresql_noproc(**SERVER, dbname=f"azak_deployed_{RUN}", load=[load_us001])
+head_template = factories.postgresql_noproc(**SERVER, dbname=f"azak_head_{RUN}", load=[load_head])
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -156,14 +173,20 @@ class VerifyRun:
 
 @dataclass
 class Db:
-    """One throwaway database, and the ways the tests drive it."""
+    """One throwaway database, and the ways the tests drive it. `to`: the migration it was
+    deployed to, which verify() verifies unless told `--to` (None: the chain's head)."""
 
     url: URL
+    to: str | None = None
 
     @property
     def text_url(self) -> str:
         """The URL as a string, password included (for subprocess arguments)."""
         return self.url.render_as_string(hide_password=False)
+
+    def at(self, url: URL) -> Db:
+        """The same deployment reached another way (another role, password or database name)."""
+        return Db(url, self.to)
 
     def execute(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run SQL in its own committed transaction; rows if any."""
@@ -191,10 +214,13 @@ class Db:
             argv += ["--db-url", self.text_url]
         return run(argv, env=env, timeout=timeout)
 
-    def verify(self, *args: str, tmp: Path | None = None) -> VerifyRun:
-        """`pytest verification --db-url URL ARGS`, with the failed and passed check ids."""
+    def verify(self, *args: str, tmp: Path | None = None, timeout: float = VERIFY_TIMEOUT_S) -> VerifyRun:
+        """`python -m verification ARGS` on this database (its URL in DATABASE_URL, as the
+        README runs it), `--to` what it was deployed to unless ARGS say; with the failed and
+        passed check ids. A run longer than `timeout` fails the test (subprocess raises)."""
         junit = (tmp or Path(os.environ.get("TMPDIR", "/tmp"))) / f"junit-{uuid.uuid4().hex}.xml"
-        done = run_verification(self.url, f"--junitxml={junit}", *args)
+        pinned = () if self.to is None or any(a.startswith("--to") for a in args) else (f"--to={self.to}",)
+        done = run_verification(self.url, f"--junitxml={junit}", *pinned, *args, timeout=timeout)
         result = VerifyRun(done.returncode, done.stdout + done.stderr)
         if junit.exists():
             for case in ET.parse(junit).iter("testcase"):
@@ -273,7 +299,18 @@ def run(
     )
 
 
-def clone(template: NoopExecutor) -> Iterator[Db]:
+def run_verification(
+    url: URL | None, *args: str, plugins: tuple[str, ...] = (), timeout: float = VERIFY_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    """`python -m verification -q ARGS` on `url` as the README runs it (the URL in DATABASE_URL,
+    never in argv), with `plugins` loaded; `url` None: the databases are in ARGS. A run longer
+    than `timeout` fails the test (subprocess raises)."""
+    loaded = [arg for name in plugins for arg in ("-p", name)]
+    target = {"DATABASE_URL": url.render_as_string(hide_password=False)} if url is not None else {}
+    return run([sys.executable, "-m", "verification", "-q", *loaded, *args], env=target, timeout=timeout)
+
+
+def clone(template: NoopExecutor, to: str | None = None) -> Iterator[Db]:
     """A fresh database from a pytest-postgresql template, dropped afterwards."""
     name = f"azak_t_{uuid.uuid4().hex[:12]}"
     janitor = DatabaseJanitor(
@@ -285,7 +322,7 @@ def clone(template: NoopExecutor) -> Iterator[Db]:
         template_dbname=template.template_dbname,
     )
     with janitor:
-        yield Db(server_url(template.user, template.password, template.host, template.port, name))
+        yield Db(server_url(template.user, template.password, template.host, template.port, name), to)
 
 
 @pytest.fixture
@@ -295,15 +332,22 @@ def app_db(app_template: NoopExecutor) -> Iterator[Db]:
 
 
 def clone_deployed(template: NoopExecutor) -> Iterator[Db]:
-    """A clone of the deployed template: its registry (ledger, before-images, history) comes
-    along, as with any CREATE DATABASE ... TEMPLATE."""
-    yield from clone(template)
+    """A clone of the deployed template (US-001's head): its registry (ledger, before-images,
+    history) comes along, as with any CREATE DATABASE ... TEMPLATE."""
+    yield from clone(template, US001_HEAD)
 
 
 @pytest.fixture
 def deployed_db(deployed_template: NoopExecutor) -> Iterator[Db]:
-    """The application's database with US-001 deployed by the runner, and its before-image."""
+    """The application's database with US-001 deployed by the runner (and nothing after, its
+    verification pinned there), and its before-images."""
     yield from clone_deployed(deployed_template)
+
+
+@pytest.fixture
+def head_db(head_template: NoopExecutor) -> Iterator[Db]:
+    """The application's database with the whole chain deployed by the runner (verified at head)."""
+    yield from clone(head_template)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ here, and says so; verification before that is one line saying what to run."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from migrations import image
 from migrations.dburl import connect
 from migrations.steps import load_all
-from tests.conftest import Db, ok
+from tests.conftest import US001_HEAD, Db, ok
 
 REWRITES = [rw for m in load_all() for rw in m.contract.rewrites]
 EARLIER_LEDGER = """
@@ -51,9 +52,9 @@ def earlier(app_db: Db, tmp_path: Path) -> tuple[Db, Path, list[Path]]:
     ok(app_db.cli("upgrade", "--to", "add_financial_ratios_table"))
     app_db.execute("UPDATE stocks SET priority = 2 WHERE code = '005930'")  # was 5
     files.append(keep_file(app_db, ["add_product_info_table", "add_financial_ratios_table"], folder))
-    ok(app_db.cli("upgrade"))
+    ok(app_db.cli("upgrade", "--to", US001_HEAD))  # the earlier kit's head
     app_db.execute(EARLIER_LEDGER)
-    return app_db, folder, files
+    return replace(app_db, to=US001_HEAD), folder, files
 
 
 def test_the_next_command_adopts_the_ledger_and_the_local_images(

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Db
+from migrations.steps import load_all
+from tests.conftest import ROOT, US001_HEAD, Db, run_verification, throwaway_role
 
 
 @dataclass
@@ -30,6 +31,11 @@ class Advised:
 
     text: str
     commands: list[str] = field(default_factory=list)
+
+
+# How the advice names US-001's head as a target: `head` while it is the chain's last migration.
+US001_TARGET = "head" if load_all()[-1].name == US001_HEAD else US001_HEAD
+UPGRADE_TO = "" if US001_TARGET == "head" else f" --to {US001_HEAD}"
 
 
 def complete(command: str) -> bool:
@@ -141,7 +147,7 @@ def test_a_fact_a_migration_owns_is_repaired_first_with_its_own_statement(
     assert repair.startswith("psql ") and " -1 " in repair, repair
     positions = [repair.index(s) for s in statements]  # each there, in the migration's order
     assert positions == sorted(positions), repair
-    assert "-m verification --to head" in first.commands[-1]
+    assert f"-m verification --to {US001_TARGET}" in first.commands[-1]
     assert steps[1].text.startswith("If that fails, roll back "), steps[1]
     run_step(first)  # the statement, then the verification: it passes
 
@@ -242,7 +248,7 @@ def test_an_interrupted_migration_is_finished_by_the_same_command(deployed_db: D
     )
     first = advice(deployed_db)[0]
     assert first.text.startswith("deprecate_priority_column was interrupted (applying)"), first
-    assert "-m migrations upgrade --db-url" in first.commands[0]
+    assert f"-m migrations upgrade{UPGRADE_TO} --db-url" in first.commands[0]
     run_step(first)
 
 
@@ -287,5 +293,16 @@ def test_a_passing_run_has_nothing_to_do(deployed_db: Db) -> None:
     result = deployed_db.verify()
     assert result.returncode == 0, result.output[-3000:]
     steps = what_to_do(result.output)
-    assert steps[0].text == "Nothing to do: the database is as the migrations require (at head)."
+    assert steps[0].text == f"Nothing to do: the database is as the migrations require (at {US001_HEAD})."
     assert "-m migrations downgrade --to base" in steps[1].commands[0]
+
+
+def test_a_role_that_owns_nothing_is_not_told_the_deployment_is_absent(deployed_db: Db) -> None:
+    """A role that may not read the ledger is told so: the advice never reads an unreadable
+    ledger as empty, nor offers to roll back or restore a correct deployment."""
+
+    with throwaway_role(deployed_db, "azak_none") as name:
+        done = run_verification(deployed_db.url.set(username=name))
+    said = done.stdout + done.stderr
+    assert "permission denied" in said
+    assert "may not read the ledger" in said and "nothing to roll back" not in said, said[-1200:]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.checks import APP_MODELS
 from tests.conftest import Db
 
-CHECK = "test_app_models::test_application_models_match_the_database"
 AFTER = ("--app-models=backend.db.models:Base", "--app-path=tests/app")
 BEFORE = ("--app-models=backend.db.stocks:Base", "--app-path=tests/app")
 
@@ -28,7 +28,7 @@ def test_models_match_an_upgraded_database_with_notes_only(deployed_db: Db, tmp_
     report = tmp_path / "report.html"
     result = deployed_db.verify(*AFTER, f"--html={report}", "--self-contained-html")
     assert result.returncode == 0, result.output[-4000:]
-    assert CHECK in result.passed
+    assert APP_MODELS in result.passed
     for note in (
         "application models, noted: tables beyond the models: 1 (stocks_priority_backup)",
         "application models, noted: index spellings: 1 (financial_ratios.ix_financial_ratios_latest as"
@@ -48,10 +48,10 @@ def test_models_of_before_match_a_rolled_back_database_and_those_of_after_do_not
         runner.upgrade()
         runner.downgrade("base")
     before = app_db.verify("--to=base", *BEFORE)
-    assert before.returncode == 0 and CHECK in before.passed, before.output[-4000:]
+    assert before.returncode == 0 and APP_MODELS in before.passed, before.output[-4000:]
     assert "application models, noted: comments that differ" in before.output
     after = app_db.verify("--to=base", *AFTER)
-    assert after.returncode == 1 and CHECK in after.failed, after.output[-4000:]
+    assert after.returncode == 1 and APP_MODELS in after.failed, after.output[-4000:]
     assert "model ProductInfo: table product_info; database: no such table" in after.output
     assert "model FinancialRatio: table financial_ratios; database: no such table" in after.output
 
@@ -102,7 +102,7 @@ BROKEN = {
 def test_broken_deployment_fails_naming_each_disagreement(deployed_db: Db) -> None:
     deployed_db.execute(" ".join(sql for sql, _ in BROKEN.values()))
     result = deployed_db.verify(*AFTER)
-    assert result.returncode == 1 and CHECK in result.failed, result.output[-4000:]
+    assert result.returncode == 1 and APP_MODELS in result.failed, result.output[-4000:]
     failures = result.output.split("= FAILURES =", 1)[-1].split("short test summary info", 1)[0]
     missed = [case for case, (_, says) in BROKEN.items() if says not in failures]
     assert not missed, f"not named as failures: {missed}\n{result.output[-6000:]}"
@@ -114,7 +114,7 @@ def test_a_disagreement_that_held_before_the_deployment_is_the_applications(app_
     with app_db.runner() as runner:
         runner.upgrade()
     passing = app_db.verify(*AFTER)
-    assert passing.returncode == 0 and CHECK in passing.passed, passing.output[-4000:]
+    assert passing.returncode == 0 and APP_MODELS in passing.passed, passing.output[-4000:]
     line = (
         "application models: 1 disagreement(s) held before the deployment, the application's, not the"
         " deployment's: model Stock.sector: String(100) NULL; database: character varying(50) NULL"
@@ -125,7 +125,7 @@ def test_a_disagreement_that_held_before_the_deployment_is_the_applications(app_
     )
     app_db.execute("ALTER TABLE stocks ALTER COLUMN per TYPE real;")  # made after: the deployment's
     failing = app_db.verify(*AFTER)
-    assert failing.returncode == 1 and CHECK in failing.failed, failing.output[-4000:]
+    assert failing.returncode == 1 and APP_MODELS in failing.failed, failing.output[-4000:]
     assert "model Stock.per: Float NULL; database: real NULL" in failing.output
     assert line in failing.output
 
@@ -139,7 +139,7 @@ def test_without_the_option_the_check_is_skipped_and_sqlalchemy_never_imported(
     assert re.search(r"^  application models +not checked: --app-models not given$", without.output, re.M)
     assert imported(without.output, "psycopg2") and not imported(without.output, "sqlalchemy")
     given = deployed_db.verify("-s", *AFTER)
-    assert given.returncode == 0 and CHECK in given.passed, given.output[-4000:]
+    assert given.returncode == 0 and APP_MODELS in given.passed, given.output[-4000:]
     assert imported(given.output, "sqlalchemy") and imported(given.output, "alembic")
     # SQLAlchemy 2.1 maps postgresql:// to psycopg 3 (installed beside pytest-postgresql): the
     # engine goes through the kit's psycopg2 connection, so the psycopg package is never loaded
@@ -177,7 +177,7 @@ def test_models_that_cannot_be_loaded_are_one_line(deployed_db: Db, args: tuple[
 
 def test_an_import_error_quoting_the_url_never_shows_the_password(deployed_db: Db) -> None:
     secret = "s3cret-app-models"
-    result = Db(deployed_db.url.set(password=secret)).verify(
+    result = deployed_db.at(deployed_db.url.set(password=secret)).verify(
         "--app-models=backend.db.unconfigured", "--app-path=tests/app"
     )
     assert result.returncode == 4, result.output[-4000:]

@@ -25,6 +25,7 @@ from migrations import provenance
 from migrations.changes import appdb
 from migrations.dburl import URL, connect
 from tests.conftest import ROOT, Db, ok, one_line
+from tests.helpers import shown
 
 
 def free_port() -> int:
@@ -156,3 +157,25 @@ def test_a_backup_killed_with_kill_9_leaves_no_partial_file_behind(app_db: Db, t
     for path in made:
         with path.open("rb") as raw:
             provenance.verify(raw, path.name)
+
+
+def test_restore_refuses_a_backup_of_another_database(app_db: Db, deployed_db: Db, tmp_path: Path) -> None:
+    """A backup of another database is refused by `restore` unless the operator says the target
+    is another database (`--other-database`); nothing of it is loaded."""
+    app_db.execute(
+        "INSERT INTO stocks (code, name, priority, is_active, created_at, updated_at)"
+        " VALUES ('OTHERDB', 'x', 1, true, now(), now())"
+    )
+    ok(app_db.cli("backup", "--dir", str(tmp_path)))
+    (dump,) = tmp_path.glob("azak_backup_*.sql.gz")
+    done = deployed_db.cli("restore", str(dump), "--yes")
+    assert done.returncode == 2 and "add --other-database" in done.stderr, done.stdout + done.stderr
+    assert deployed_db.value("SELECT count(*) FROM stocks WHERE code = 'OTHERDB'") == 0
+
+
+def test_backup_check_requires_a_backup_of_this_database(app_db: Db, deployed_db: Db, tmp_path: Path) -> None:
+    """The backup check asks for a backup of this database: another database's backup in the
+    folder is no backup of it."""
+    ok(app_db.cli("backup", "--dir", str(tmp_path)))
+    result = deployed_db.verify(f"--backup-dir={tmp_path}")
+    assert result.returncode == 1 and "should exist in" in result.output, shown(result)

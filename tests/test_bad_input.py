@@ -10,23 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from migrations.rehearse import run_verification
-from tests.conftest import ROOT, Db, run
-
-SECRET = "Pa55-w0rd-never-shown"
-COMMANDS = {
-    "upgrade": ["upgrade"],
-    "downgrade": ["downgrade", "--to", "base"],
-    "status": ["status"],
-    "plan": ["plan"],
-    "backup": ["backup", "--dir", "{tmp}"],
-    "restore": ["restore", "{backup}", "--yes"],
-    "record": ["record"],
-    "adopt": ["adopt"],
-    "image": ["image", "--dir", "{tmp}"],
-    "forget-registry": ["forget-registry", "--yes"],
-}
-
+from tests.conftest import ROOT, Db, run, run_verification
+from tests.helpers import COMMANDS, SECRET, assert_one_line, fill
 
 # The least a restore accepts: the header, public.stocks, the end mark.
 MINIMAL_DUMP = (
@@ -41,24 +26,11 @@ def migrations(*args: str, url: str | None) -> subprocess.CompletedProcess[str]:
     return run(argv + (["--db-url", url] if url is not None else []), env={"DATABASE_URL": ""})
 
 
-def assert_one_line(done: subprocess.CompletedProcess[str], code: int, starts: str) -> None:
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == code, done.stdout + done.stderr
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(starts), lines[0]
-    assert "Traceback" not in done.stdout + done.stderr
-    assert SECRET not in done.stdout + done.stderr
-
-
 @pytest.fixture
 def good_backup(app_db: Db, tmp_path: Path) -> Path:
     done = app_db.cli("backup", "--dir", str(tmp_path / "ok"))
     assert done.returncode == 0, done.stderr
     return next((tmp_path / "ok").glob("*.sql.gz"))
-
-
-def fill(args: list[str], tmp: Path, backup: Path) -> list[str]:
-    return [a.format(tmp=tmp, backup=backup) for a in args]
 
 
 BAD_URLS = {
@@ -188,6 +160,7 @@ def test_runbook_restore_with_gunzip_and_psql_works(app_db: Db, good_backup: Pat
         capture_output=True,
         check=False,
         cwd=ROOT,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert app_db.snapshot().differences(before) == []

@@ -16,10 +16,34 @@ from dataclasses import dataclass
 import pytest
 
 from migrations.dburl import run_outside_transaction
-from tests import test_app_models as app_models
-from tests import test_operations_checks as operations
+from tests.checks import (
+    ACCESS,
+    AHEAD,
+    ALL_ONE,
+    APP_MODELS,
+    AS_BEFORE,
+    CLAIMS,
+    DEFAULTS,
+    FKS,
+    HEALTH,
+    HELD,
+    IMAGE,
+    INDEXES,
+    LEDGER,
+    LOG,
+    OWNERS,
+    RECENT,
+    RESTORABLE,
+    ROWS_LOST,
+    SAVED,
+    SEQUENCES,
+    SETTINGS,
+    SHADOWED,
+    TABLES,
+    TRIGGERS,
+    UNIQUE,
+)
 from tests.conftest import Db, run, throwaway_role
-from tests.test_hardened_verifier_role import ACCESS
 
 
 @dataclass(frozen=True)
@@ -32,25 +56,6 @@ class Break:
     says: str
 
 
-TABLES = "test_tables::test_tables_and_columns_are_as_expected"
-INDEXES = "test_indexes::test_indexes_are_as_expected"
-FKS = "test_foreign_keys::test_foreign_keys_are_as_expected"
-UNIQUE = "test_constraints::test_unique_keys_and_checks_are_as_expected"
-TRIGGERS = "test_triggers::test_triggers_and_functions_are_as_expected"
-SEQUENCES = "test_sequences::test_sequences_are_as_expected"
-AHEAD = "test_sequences::test_sequences_are_ahead_of_their_ids"
-SETTINGS = "test_settings::test_sessions_fire_triggers_and_check_foreign_keys"
-SHADOWED = "test_settings::test_sessions_find_the_deployments_tables_in_public"
-LEDGER = "test_ledger::test_ledger_records_exactly_the_state"
-ALL_ONE = "test_changes::test_every_priority_is_1"
-SAVED = "test_changes::test_saved_priorities_are_the_originals"
-AS_BEFORE = "test_rewrites::test_rewritten_values_are_as_before[stocks.priority]"
-IMAGE = "test_tables::test_before_image_is_known"
-OWNERS = "test_ownership::test_owners_and_grants_are_as_expected"
-DEFAULTS = "test_settings::test_database_and_role_settings_are_as_before"
-CLAIMS = "test_data::test_rows_hold_what_the_catalog_claims"
-ROWS_LOST = "test_data::test_no_table_lost_most_of_its_rows"
-HELD = "test_settings::test_no_session_left_holding_the_tables_or_the_deployment_lock"
 # Checks a one-statement break cannot reach (an open session), and the test that breaks them.
 BROKEN_ELSEWHERE = {
     HELD: "tests/test_judges_meaning.py::test_a_session_left_holding_the_tables_fails_naming_it",
@@ -811,7 +816,7 @@ def read_only_role(deployed_db: Db) -> Iterator[str]:
 
 
 def test_read_only_role_verifies_a_correct_deployment(deployed_db: Db, read_only_role: str) -> None:
-    reader = Db(deployed_db.url.set(username=read_only_role))
+    reader = deployed_db.at(deployed_db.url.set(username=read_only_role))
     result = reader.verify()
     assert result.returncode == 0, result.output[-4000:]
     assert "the verifying role may not write: behaviour probes not run" in result.output
@@ -820,7 +825,7 @@ def test_read_only_role_verifies_a_correct_deployment(deployed_db: Db, read_only
 
 def test_read_only_role_still_catches_a_broken_deployment(deployed_db: Db, read_only_role: str) -> None:
     deployed_db.execute("ALTER TABLE stocks ENABLE REPLICA TRIGGER trigger_stocks_priority_deprecated;")
-    result = Db(deployed_db.url.set(username=read_only_role)).verify()
+    result = deployed_db.at(deployed_db.url.set(username=read_only_role)).verify()
     assert result.returncode == 1 and TRIGGERS in result.failed, result.output[-4000:]
 
 
@@ -854,7 +859,7 @@ def test_every_check_is_broken_by_some_case() -> None:
     """No verification check goes without a case above (or in test_operations_checks and
     test_app_models) that makes it fail; and every case names what the failure says."""
     broken = {c.split("[")[0] for b in UPGRADED + ROLLED_BACK for c in b.fails} | {IMAGE, *BROKEN_ELSEWHERE}
-    broken |= {operations.HEALTH, operations.LOG, operations.RECENT, operations.RESTORABLE, app_models.CHECK}
+    broken |= {HEALTH, LOG, RECENT, RESTORABLE, APP_MODELS}
     broken |= {ACCESS}  # tests/test_hardened_verifier_role.py
     assert collected_checks() - broken == set(), (
         f"checks no test breaks: {sorted(collected_checks() - broken)}"

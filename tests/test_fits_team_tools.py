@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from migrations.dburl import mask
-from migrations.rehearse import run_verification
-from tests.conftest import ROOT, Db, clone_deployed, run
+from tests.conftest import ROOT, US001_HEAD, Db, clone_deployed, run, run_verification
 
 
 @pytest.fixture
@@ -39,6 +38,7 @@ def test_fleet_is_verified_in_parallel_and_the_broken_database_is_named(
         None,
         "-n",
         "2",
+        f"--to={US001_HEAD}",
         f"--db-url={fleet[0].text_url}",
         f"--db-url={fleet[1].text_url}",
         f"--db-urls-file={listing}",
@@ -70,6 +70,7 @@ def test_sql_of_the_upgrade_passes_squawk() -> None:
         text=True,
         check=False,
         cwd=ROOT,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -88,3 +89,14 @@ def test_example_workflows_are_valid_and_name_the_real_commands(name: str) -> No
     else:
         assert "python -m migrations upgrade" in commands
         assert "pytest verification" in commands and "--junitxml=" in commands
+
+
+def test_deploy_pipeline_keeps_its_backup() -> None:
+    """The deploy workflow keeps its backups as an artifact (data/backups): the backup to restore
+    outlives the throwaway runner that made it."""
+    workflow = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
+    kept = " ".join(
+        s["with"]["path"] for s in steps if s.get("uses", "").startswith("actions/upload-artifact")
+    )
+    assert "data/backups" in kept, f"artifacts kept: {kept}"

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from migrations.dburl import mask
-from migrations.rehearse import run_verification
-from tests.conftest import Db, throwaway_role
+from tests.checks import ACCESS
+from tests.conftest import US001_HEAD, Db, run_verification, throwaway_role
 
-ACCESS = "test_access::test_verifying_role_may_use_schema_public"
 CLOSED = "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; REVOKE ALL ON SCHEMA public FROM PUBLIC;"
 
 
@@ -35,7 +34,7 @@ def test_no_usage_on_public_is_one_failed_check_with_report_and_record(
     deployed_db: Db, hardened_role: str, tmp_path: Path
 ) -> None:
     report, record = tmp_path / "report.html", tmp_path / "deployments.md"
-    reader = Db(deployed_db.url.set(username=hardened_role))
+    reader = deployed_db.at(deployed_db.url.set(username=hardened_role))
     result = reader.verify(f"--html={report}", "--self-contained-html", f"--record={record}")
     assert result.returncode == 1, result.output[-3000:]
     assert "INTERNALERROR" not in result.output and "Traceback" not in result.output
@@ -56,6 +55,7 @@ def test_in_a_fleet_only_the_closed_databases_checks_are_held_back(
     closed = deployed_db.url.set(username=hardened_role)
     result = run_verification(
         None,
+        f"--to={US001_HEAD}",
         f"--db-url={deployed_db.text_url}",
         f"--db-url={closed.render_as_string(hide_password=False)}",
         f"--junitxml={tmp_path / 'junit.xml'}",

@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from migrations import image
-from tests.conftest import Db, ok, throwaway_role
-from tests.test_catches_broken_deployments import (
+from tests.checks import (
     CLAIMS,
     DEFAULTS,
     FKS,
@@ -33,7 +32,8 @@ from tests.test_catches_broken_deployments import (
     TRIGGERS,
     UNIQUE,
 )
-from tests.test_survives_faults import holding
+from tests.conftest import Db, ok, throwaway_role
+from tests.helpers import holding
 
 DATABASE = "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {}', current_database()); END $$;"
 PRIORITY_BODY = """
@@ -275,7 +275,7 @@ def test_a_body_difference_fails_where_its_probes_cannot_run(deployed_db: Db) ->
         " GRANT USAGE ON SCHEMA public TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
     )
     with throwaway_role(deployed_db, "azak_ro", grants) as role:
-        result = Db(deployed_db.url.set(username=role)).verify()
+        result = deployed_db.at(deployed_db.url.set(username=role)).verify()
     assert TRIGGERS in result.failed, result.output[-3000:]
     assert "the verifying role may not write: its behaviour probes cannot run" in result.output
 

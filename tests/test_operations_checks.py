@@ -16,12 +16,8 @@ import pytest
 from pytest_postgresql.executors.noop import NoopExecutor
 
 from migrations import backup, provenance
+from tests.checks import HEALTH, LOG, RECENT, RESTORABLE
 from tests.conftest import Db, clone
-
-HEALTH = "test_operations::test_application_answers_health_check"
-LOG = "test_operations::test_log_shows_no_errors"
-RECENT = "test_operations::test_backup_is_recent"
-RESTORABLE = "test_operations::test_backup_is_restorable"
 
 
 class Health(BaseHTTPRequestHandler):

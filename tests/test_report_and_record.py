@@ -20,8 +20,8 @@ import yaml
 
 from migrations import backup, record
 from migrations.dburl import DeployError, mask
-from migrations.rehearse import run_verification
-from tests.conftest import ROOT, Db, clone_deployed
+from migrations.steps import load_all
+from tests.conftest import ROOT, US001_HEAD, Db, clone_deployed, run_verification
 from verification.report import CHECKLIST, checklist_of
 
 SECRET = "s3cret-pw"
@@ -127,6 +127,7 @@ def broken(deployed_template, tmp_path_factory: pytest.TempPathFactory) -> Itera
         report, deployments = tmp / "report.html", tmp / "deployments.md"
         done = run_verification(
             db.url.set(password=SECRET),
+            f"--to={US001_HEAD}",
             f"--env-name={HOSTILE}",
             "--executor=dba <b>",
             "--metadata",
@@ -226,7 +227,7 @@ def test_failed_verification_adds_a_row_naming_the_failed_and_unchecked(broken: 
     row = broken.record.splitlines()[-1]
     cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
     assert cells[1] == html.escape(HOSTILE) and cells[2] == "dba &lt;b&gt;"
-    assert cells[3:5] == ["verify head", "FAILED"]
+    assert cells[3:5] == [f"verify {US001_HEAD}", "FAILED"]
     assert "failed: indexes: index financial_ratios.idx_financial_ratios_stock_stac: expected" in cells[5]
     assert "not checked: application (--app-url not given), logs (--app-log not given)" in cells[5]
     assert cells[6].endswith("report.html")
@@ -238,10 +239,11 @@ def test_failed_verification_adds_a_row_naming_the_failed_and_unchecked(broken: 
 def verification_in(cwd: Path, db: Db, *args: str) -> subprocess.CompletedProcess[str]:
     """`pytest <repo>/verification ARGS` from another directory (where data/ is made)."""
     argv = [sys.executable, "-m", "pytest", str(ROOT / "verification"), "-q", "-p", "no:cacheprovider"]
-    argv += ["-p", "pytest_metadata.plugin", "-p", "pytest_html.plugin", *args]
+    pinned = [f"--to={db.to}"] if db.to else []  # what it was deployed to
+    argv += ["-p", "pytest_metadata.plugin", "-p", "pytest_html.plugin", *pinned, *args]
     env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "DATABASE_URL": db.text_url}
     env.pop(record.PATH_ENV, None)  # the record's own default, data/deployments.md under cwd
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=120)
 
 
 def test_named_environment_is_recorded_by_default_with_what_was_not_checked(
@@ -340,12 +342,13 @@ def test_every_action_adds_a_row_to_one_record(app_db: Db, tmp_path: Path) -> No
     assert "index product_info.idx_product_info_stock_code" in rows[3][5]
 
 
-def test_status_and_plan_speak_in_sentences(deployed_db: Db) -> None:
-    status = deployed_db.cli("status").stdout
-    assert status.startswith(f"Database {mask(deployed_db.url)}: 3 of 3 migrations applied")
-    assert "(head: deprecate_priority_column)." in status
-    plan = deployed_db.cli("plan").stdout
-    assert plan == f"-- Nothing to plan: every migration is applied on {mask(deployed_db.url)}.\n"
+def test_status_and_plan_speak_in_sentences(head_db: Db) -> None:
+    every = len(load_all())
+    status = head_db.cli("status").stdout
+    assert status.startswith(f"Database {mask(head_db.url)}: {every} of {every} migrations applied")
+    assert f"(head: {load_all()[-1].name})." in status
+    plan = head_db.cli("plan").stdout
+    assert plan == f"-- Nothing to plan: every migration is applied on {mask(head_db.url)}.\n"
 
 
 @pytest.mark.parametrize(
@@ -365,7 +368,11 @@ def test_status_and_plan_speak_in_sentences(deployed_db: Db) -> None:
 )
 def test_every_command_describes_itself_and_only_its_options(command: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "migrations", command, "--help"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "migrations", command, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     description = done.stdout.split("\n\n")[1]

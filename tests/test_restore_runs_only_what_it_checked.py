@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from migrations import backup, provenance, restore
 from migrations.dburl import DeployError, UsageError, connect, libpq_command
 from migrations.lock import LOCK_KEY
-from tests.conftest import ROOT, Db, one_line, throwaway_role
+from tests.conftest import ROOT, Db, ok, one_line, throwaway_role
 
 MARK = b"SET row_security = off;\n"  # pg_dump's last setting: statements follow
 
@@ -308,10 +308,13 @@ END_SENTINEL = b"\nCREATE TABLE public.azak_sentinel_end (x integer);\n"
 
 
 def edited(data: bytes, edit: tuple[str, float, str], marker: Path) -> bytes:
+    """`data` with `edit` made: `payload` inserted (at `where`, a fraction of its length) as it
+    is, at a line's start, in a comment or in a string; or the file cut there (by a byte at
+    least: a cut at its very end would be no edit)."""
     kind, where, payload = edit
     at = int(where * len(data))
     if kind == "truncate":
-        return data[:at]
+        return data[: min(at, len(data) - 1)]
     text = payload.format(m=marker)
     if kind != "insert":
         at = data.rfind(b"\n", 0, at) + 1
@@ -392,3 +395,94 @@ def test_a_restore_killed_while_psql_runs_takes_psql_with_it(app_db: Db, app_bac
     with psycopg2.connect(app_db.text_url.replace("+psycopg2", "")) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY)
         assert cur.fetchone() == (True,), "the deployment lock is still held"
+
+
+def one_line_bomb(path: Path, size: int) -> None:
+    """A small .sql.gz that inflates to a pg_dump header and ONE line of `size` bytes."""
+    with gzip.open(path, "wb", compresslevel=9) as out:
+        out.write(b"-- PostgreSQL database dump\n\nSELECT '")
+        chunk = b"a" * (1 << 24)
+        for _ in range(size // len(chunk)):
+            out.write(chunk)
+        out.write(b"';\n")
+
+
+def test_restore_of_a_gzip_bomb_is_refused_in_bounded_memory(app_db: Db, tmp_path: Path) -> None:
+    """A 2 MB backup file inflating to one 1.5 GB line is refused in one `error:` line under a
+    1 GiB address-space limit: without the kit's header on its first line, read bounded; as
+    `--foreign` on its size; behind a header the kit's key signed, on its digest, streamed."""
+    import subprocess
+    import sys
+
+    from migrations import provenance
+    from migrations.dburl import connect
+    from tests.conftest import ROOT
+
+    bomb = tmp_path / "azak_backup_20250101_000000.sql.gz"
+    one_line_bomb(bomb, 3 << 29)
+    assert bomb.stat().st_size < 4 << 20
+    signed = tmp_path / "azak_backup_20250101_000001.sql.gz"
+    conn = connect(app_db.url)
+    with conn, conn.cursor() as cur:
+        identity, encoding = provenance.identity_of(cur)
+    conn.close()
+    manifest = provenance.Manifest(identity, provenance.now_utc(), encoding, "0" * 64, 1, 0, 0)
+    signed.write_bytes(gzip.compress(provenance.header(manifest)) + bomb.read_bytes())
+    limit = 1 << 30
+    for path, extra, says in [
+        (bomb, "", "was not written by this kit"),
+        (bomb, "'--foreign', ", "MiB at most"),
+        (signed, "", "differs from the digest"),
+    ]:
+        code = (
+            "import resource, runpy, sys; "
+            f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit})); "
+            f"sys.argv = ['migrations', 'restore', {str(path)!r}, '--yes', {extra}'--record', 'none', "
+            f"'--db-url', {app_db.text_url!r}]; "
+            "runpy.run_module('migrations', run_name='__main__')"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode in (1, 2) and "Traceback" not in done.stderr, (
+            f"exit {done.returncode}: {done.stderr[-800:]}"
+        )
+        assert done.stderr.startswith("error: ") and says in done.stderr, done.stderr[-800:]
+
+
+def test_restore_check_follows_standard_conforming_strings_as_psql_does(app_db: Db, tmp_path: Path) -> None:
+    """A signed backup edited to hide a psql meta-command behind `standard_conforming_strings =
+    off` (which psql follows, running the command) is refused in one line, with or without
+    `--foreign`: no reader's guess decides, nothing runs, nothing changes."""
+    import subprocess
+
+    from tests.conftest import one_line
+
+    ok(app_db.cli("backup", "--dir", str(tmp_path), "--record", "none"))
+    dump = gzip.decompress(next(tmp_path.glob("azak_backup_*.sql.gz")).read_bytes())
+    marker = tmp_path / "pwned"
+    injected = (
+        b"BEGIN;\nSET standard_conforming_strings = off;\nSELECT 'a\\'';\n"
+        + f"\\! touch {marker}\n".encode()
+        + b"';\nSET standard_conforming_strings = on;\n"
+    )
+    crafted = tmp_path / "crafted.sql"
+    header, _, rest = dump.partition(b"\n")
+    crafted.write_bytes(header + b"\n" + injected + rest)  # before pg_dump's own \\restrict
+
+    # the runbook's way runs the shell command (psql stops later, on the leftover quote)
+    psql_url = app_db.text_url.replace("postgresql+psycopg2", "postgresql", 1)
+    subprocess.run(
+        ["psql", "-X", "-q", "-d", psql_url, "-f", str(crafted)],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert marker.exists(), "psql did not run the meta-command: the crafted file is not what it claims"
+    marker.unlink()
+
+    before = app_db.snapshot()
+    for extra in ([], ["--foreign"]):
+        assert "nothing changed" in one_line(app_db.cli("restore", str(crafted), "--yes", *extra), 1)
+    assert not marker.exists(), "the kit ran the meta-command"
+    assert app_db.snapshot().differences(before) == []

@@ -31,8 +31,8 @@ import pytest
 from migrations import deprecate_priority_column
 from migrations.dburl import libpq_params
 from migrations.steps import Ddl
-from tests.conftest import Db, ledger
-from tests.test_survives_faults import BATCH, paused
+from tests.conftest import US001_HEAD, Db, ledger
+from tests.helpers import BATCH, paused
 
 NAME = "deprecate_priority_column"
 WAIT_S = 60  # a hang guard only: each writer either commits or waits for a lock at once
@@ -197,7 +197,7 @@ def test_an_upgrade_after_a_killed_rollback_saves_the_applications_values(deploy
         update(deployed_db, last, 9).done()
         run.send_signal(signal.SIGKILL)
         run.wait(60)
-    assert deployed_db.cli("upgrade", *BATCH).returncode == 0
+    assert deployed_db.cli("upgrade", "--to", US001_HEAD, *BATCH).returncode == 0
     assert deployed_db.value("SELECT count(*) FROM stocks WHERE priority <> 1") == 0
     assert originals(deployed_db)[first] == 7 and originals(deployed_db)[last] == 9
     assert deployed_db.cli("downgrade", "--to", "base", *BATCH).returncode == 0

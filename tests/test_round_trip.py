@@ -1,35 +1,27 @@
-"""Upgrade then downgrade leaves the database exactly as it was: schema, rows, priorities.
-And each migration does exactly what its contract declares, no more (the contract is the
-proof of the SQL, never the other way round)."""
+"""Over every migration of the configured chain: upgrade then downgrade leaves the database
+exactly as it was (schema, rows, priorities), at every prefix and step by step; and each
+migration does exactly what its contract declares, no more (the contract is the proof of the
+SQL, never the other way round)."""
 
 import pytest
 
 from migrations import catalog
 from migrations.contract import fold
-from migrations.dburl import connect
 from migrations.steps import load_all
 from tests.conftest import Db
+from tests.helpers import catalog_image
 
 CHAIN = load_all()
 NAMES = [m.name for m in CHAIN]
 
 
-def image_of(db: Db) -> catalog.Image:
-    conn = connect(db.url)
-    try:
-        with conn, conn.cursor() as cur:
-            return catalog.read(cur)
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize("upto", range(len(CHAIN)), ids=[m.name for m in CHAIN])
 def test_each_migration_does_exactly_what_its_contract_declares(app_db: Db, upto: int) -> None:
-    before = image_of(app_db)
+    before = catalog_image(app_db)
     with app_db.runner() as runner:
         runner.upgrade(to=CHAIN[upto].name)
     expected = fold([m.contract for m in CHAIN[: upto + 1]], before)  # the ledger: in its registry
-    found = image_of(app_db)
+    found = catalog_image(app_db)
     assert catalog.differences(expected, found) == []
     extra = sorted(str(k) for k in set(found) - set(expected))
     assert extra == [], "objects no contract declares"
@@ -76,11 +68,11 @@ def test_upgrade_after_rollback_works(app_db: Db) -> None:
     assert app_db.snapshot().schema == first.schema
 
 
-def test_second_upgrade_changes_nothing(deployed_db: Db) -> None:
-    before = deployed_db.snapshot()
-    with deployed_db.runner() as runner:
+def test_second_upgrade_changes_nothing(head_db: Db) -> None:
+    before = head_db.snapshot()
+    with head_db.runner() as runner:
         assert runner.upgrade() == []
-    assert deployed_db.snapshot().differences(before) == []
+    assert head_db.snapshot().differences(before) == []
 
 
 def test_rollback_restores_every_priority(app_db: Db) -> None:

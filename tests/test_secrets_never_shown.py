@@ -29,8 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from migrations.dburl import UsageError, libpq_command, mask, mask_text, parse
-from migrations.rehearse import run_verification
-from tests.conftest import Db, run
+from tests.conftest import Db, run, run_verification
 
 MARKERS = ("QZXa1", "WVKb2", "JMRc3")  # no hex pair, no word the kit writes
 SPECIALS = list("@:/?#&=%+'\"\\ !$*;,[]{}()<>|^`~") + ["\t", "\n", "ü", "한"]
@@ -106,7 +105,9 @@ def test_no_secret_reaches_a_libpq_tools_argv(pw: str, form: str) -> None:
 
 def pg_dump_spy(folder: Path) -> Path:
     """A `pg_dump` first on PATH that writes down its argv and environment, then is pg_dump."""
-    real = subprocess.run(["which", "pg_dump"], capture_output=True, text=True, check=True).stdout.strip()
+    real = subprocess.run(
+        ["which", "pg_dump"], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
     spy = folder / "pg_dump"
     spy.write_text(
         "#!/bin/sh\n"

@@ -15,7 +15,7 @@ from migrations.changes import appdb
 from migrations.dburl import mask
 from tests import pgserver
 from tests.conftest import Db, run, server_url
-from tests.test_bad_input import COMMANDS, assert_one_line, fill
+from tests.helpers import COMMANDS, assert_one_line, fill
 
 REFUSAL = re.compile(r"runs PostgreSQL 12\.\d+: the kit needs 13 or newer \(production's version\)$")
 

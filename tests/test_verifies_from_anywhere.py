@@ -6,18 +6,16 @@ refuses an image of another database."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from migrations import image, record
+from migrations import image
 from migrations.dburl import connect, dbname, run_outside_transaction
 from migrations.steps import load_all
-from tests.conftest import ROOT, Db
+from tests.conftest import Db
+from tests.helpers import a_clone, kit, verify
 
 INDEX = "index product_info.idx_product_info_stock_code"
 TRIGGER = "trigger stocks.trigger_stocks_priority_deprecated"
@@ -27,36 +25,6 @@ BEGIN NEW.priority := 1; RETURN NEW; END $$;
 CREATE TRIGGER trigger_stocks_priority_deprecated BEFORE INSERT OR UPDATE OF priority ON stocks
     FOR EACH ROW EXECUTE FUNCTION stocks_priority_deprecated();
 """
-
-
-def a_clone(where: Path) -> Path:
-    """The kit as another clone has it: its own code, its own data/ (nothing of this one's)."""
-    for name in ("migrations", "verification"):
-        shutil.copytree(ROOT / name, where / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("conftest.py", "pytest.ini"):
-        shutil.copy(ROOT / name, where / name)
-    return where
-
-
-def plain_env() -> dict[str, str]:
-    """An operator's environment: no test defaults for the record or image folders."""
-    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    for name in (record.PATH_ENV, image.DIR_ENV, "DATABASE_URL"):
-        env.pop(name, None)
-    return env
-
-
-def kit(cwd: Path, db: Db, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m migrations ARGS --db-url URL`, run in `cwd` (a clone of the kit)."""
-    argv = [sys.executable, "-m", "migrations", *args, "--db-url", db.text_url]
-    return subprocess.run(argv, cwd=cwd, env=plain_env(), capture_output=True, text=True, timeout=300)
-
-
-def verify(cwd: Path, suite: Path, db: Db, *args: str) -> subprocess.CompletedProcess[str]:
-    """`pytest SUITE --db-url URL ARGS` from `cwd`: the URL is all it is told."""
-    argv = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider"]
-    argv += ["-p", "pytest_metadata.plugin", "-p", "pytest_html.plugin", "--db-url", db.text_url, *args]
-    return subprocess.run(argv, cwd=cwd, env=plain_env(), capture_output=True, text=True, timeout=300)
 
 
 def said(done: subprocess.CompletedProcess[str]) -> str:
@@ -83,7 +51,7 @@ def test_verification_from_another_clone_or_directory_judges_by_the_database(
         done = verify(cwd, suite, app_db)
         assert done.returncode == 0, said(done)
     assert not (b / "data" / "images").exists() and not (elsewhere / "data" / "images").exists()
-    twin, broken = Db(app_db.url.set(database=f"{dbname(app_db.url)}_t")), None
+    twin, broken = app_db.at(app_db.url.set(database=f"{dbname(app_db.url)}_t")), None
     run_outside_transaction(
         app_db.url, f'CREATE DATABASE "{dbname(twin.url)}" TEMPLATE "{dbname(app_db.url)}"'
     )
@@ -156,10 +124,10 @@ def test_a_read_only_verifier_needs_select_on_the_registry(deployed_db: Db) -> N
     public = "GRANT USAGE ON SCHEMA public TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
     registry = "GRANT USAGE ON SCHEMA azak_registry TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA azak_registry TO {role};"
     with throwaway_role(deployed_db, "azak_ro", public + registry) as role:
-        result = Db(deployed_db.url.set(username=role)).verify()
+        result = deployed_db.at(deployed_db.url.set(username=role)).verify()
         assert result.returncode == 0, result.output[-3000:]
         assert "not in the database's history: permission denied" in result.output
     with throwaway_role(deployed_db, "azak_ro", public) as role:
-        result = Db(deployed_db.url.set(username=role)).verify()
+        result = deployed_db.at(deployed_db.url.set(username=role)).verify()
         assert result.returncode == 1, result.output[-3000:]
         assert "USAGE on schema azak_registry and SELECT on its tables" in result.output

@@ -263,19 +263,20 @@ class Advisor:
         ledger = self.db.ledger or {}
         recorded = [n for n in self.names if n in ledger]
         unfinished = [n for n in recorded if ledger[n] != "applied"]
+        to = "" if self.target == self.names[-1] else f" --to {self.target}"
         if unfinished:
             name = unfinished[0]
             before = previous(self.names, name)
-            again = "upgrade" if ledger[name] == "applying" else f"downgrade --to {before}"
+            upgrade = ledger[name] == "applying"  # finished up to the verified state, not past it
+            again = f"upgrade{to}" if upgrade else f"downgrade --to {before}"
             return [
                 Step(
                     f"{name} was interrupted ({ledger[name]}): run the same command again to finish it:",
-                    [self.run(again), self.verify(self.target if again == "upgrade" else before)],
+                    [self.run(again), self.verify(self.target if upgrade else before)],
                 )
             ]
         if recorded == self.wanted:
             return []
-        to = "" if self.target == self.names[-1] else f" --to {self.target}"
         if recorded == self.wanted[: len(recorded)]:
             if not any(f.differences for f in failures):
                 return [
