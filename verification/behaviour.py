@@ -54,6 +54,11 @@ def judge(target: Target, found: catalog.Image, key: Key, want: str, have: str) 
     return False, "no behaviour judge for this kind"
 
 
+def deciders(key: Key) -> tuple[str, ...]:
+    """The probes that decide a function left to them (none for other kinds)."""
+    return checklists.probed().get(key.name, (None, ()))[1] if key.kind == "function" else ()
+
+
 def function(target: Target, key: Key) -> tuple[bool, str]:
     """A trigger function: its probes run (and must pass), or the text is all there is."""
     found = checklists.probed().get(key.name)

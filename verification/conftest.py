@@ -32,7 +32,7 @@ from verification import behaviour, operations
 from verification.advice import DIFFERENCES
 from verification.db import LOCK_TIMEOUT_MS, MAX_ROW_LOSS, SCAN_ROWS, STATEMENT_TIMEOUT_MS, Probe, Target
 from verification.repairs import Difference
-from verification.report import DeploymentReport, note
+from verification.report import DEFERRED, DeploymentReport, note
 from verification.state import ALIASES, Judge, State, check, target_name
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when --app-models is given
@@ -491,7 +491,10 @@ def judge(
     allowed = list(request.config.getoption("--allow"))
 
     def by_behaviour(key: catalog.Key, want: str, have: str) -> tuple[bool, str]:
-        return behaviour.judge(target, found, key, want, have)
+        same, shown = behaviour.judge(target, found, key, want, have)
+        if same and behaviour.deciders(key):  # left to its probes: a failed one repairs it
+            request.node.user_properties.append((DEFERRED, [*key, want, have, *behaviour.deciders(key)]))
+        return same, shown
 
     def judged(group: str, troubleshoot: Callable[[], list[str]] | None = None) -> None:
         notes: list[str] = []

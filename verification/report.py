@@ -19,7 +19,7 @@ import sys
 from collections.abc import Generator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg2
 import pytest
@@ -50,6 +50,9 @@ TROUBLESHOOTING = 'README.md, section "Troubleshooting"'
 JUDGING = ("--before", "--backup-dir", "--allow", "--env-name", "--record")
 # A check's user property: a difference it passes but shows ("allowed: ...", "noted: ...").
 NOTE = "azak-note"
+# A check's user property: a fact it left to the probes that decide it ([kind, table, name,
+# expected, found, probe, ...]): a failed probe's advice repairs that fact first.
+DEFERRED = "azak-deferred"
 NOTES_SHOWN = 20  # in the terminal; the HTML report shows every one
 
 
@@ -82,6 +85,7 @@ class DeploymentReport:
         self.said: dict[str, list[str]] = {"note": [], "advice": []}  # checks' record_property lines
         self.actions: dict[str, Any] = {}  # this run's row in each database's history (history.Action)
         self.notes: dict[str, None] = {}  # noted and allowed differences, in order, once each
+        self.deferred: dict[str, list[list[Any]]] = {}  # a probe's name → the facts it decides
         self.html_report: Any = None
         self.record_path = recorded.record_path(config)
         self.record_error = ""
@@ -105,6 +109,14 @@ class DeploymentReport:
                 filter(None, [self.facts.get("Server version"), version])
             )
             self.facts["Ledger"] = "; ".join(filter(None, [self.facts.get("Ledger"), f"{prefix}{state}"]))
+
+    def decided(self, check: Check) -> dict[str, Any] | None:
+        """A failed check's facts; a probe's with the facts it decided (a function spelled
+        differently, left to it): that function, as its migration wrote it, comes first."""
+        decided = self.deferred.get(f"{check.database}::{check.nodeid.split('::')[-1]}")
+        if not decided or check.facts is None:
+            return check.facts
+        return {**check.facts, "differences": [*check.facts.get("differences", []), *decided]}
 
     @property
     def failed(self) -> list[Check]:
@@ -176,7 +188,7 @@ class DeploymentReport:
         for name in failed_dbs:
             where = f"On {name}: " if len(failed_dbs) > 1 else ""
             failures = [
-                failure(c.name, c.item, c.facts, c.outcome == "failed", c.message)
+                failure(c.name, c.item, self.decided(c), c.outcome == "failed", c.message)
                 for c in self.failed
                 if c.database in (name, None) or len(self.targets) == 1
             ]
@@ -238,6 +250,9 @@ class DeploymentReport:
         database = getattr(report, "database", None)
         prefix = f"{database}: " if database and len(self.targets) > 1 else ""
         self.notes.update((prefix + str(v), None) for k, v in report.user_properties if k == NOTE)
+        for fact in (cast(list[str], v) for k, v in report.user_properties if k == DEFERRED):
+            for probe in fact[5:]:
+                self.deferred.setdefault(f"{database}::{probe}", []).append(list(fact[:5]))
         check = self.checks.setdefault(report.nodeid, Check(report.nodeid, item, database))
         for kind, text in report.user_properties:
             if kind in self.said and text not in self.said[kind]:
