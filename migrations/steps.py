@@ -19,6 +19,7 @@ from types import ModuleType
 
 from migrations.changes import CHAIN
 from migrations.contract import Contract, Rewrite
+from migrations.dburl import UsageError
 
 # More change packages after the chain, for trying one out before it joins CHAIN (the tests'
 # throwaway changes). Dotted package names, comma-separated. A change that says `AFTER = <the
@@ -124,15 +125,28 @@ def changes() -> list[str]:
         if after is not None:
             cut = [c for c in chained if after in importlib.import_module(c).MIGRATIONS]
             if not cut:
-                raise ImportError(f"{extra} follows {after}, which no change of the chain has")
+                raise UsageError(f"{extra} follows {after}, which no change of the chain has")
             chained = chained[: chained.index(cut[0]) + 1]
         chained.append(extra)
     return chained
 
 
+# Names a migration may not take: the ledger knows a migration by its name alone, and the
+# runbook's form `python -m migrations.<name>` finds the kit's own modules first.
+KIT = Path(__file__).parent
+RESERVED = {p.stem for p in KIT.iterdir() if p.suffix == ".py" or p.is_dir()} | {"contracts", "checklist"}
+
+
 def chain() -> list[str]:
-    """The dotted module names of every migration, in deployment order."""
-    return [f"{c}.{name}" for c in changes() for name in importlib.import_module(c).MIGRATIONS]
+    """The dotted module names of every migration, in deployment order; a name two changes
+    share, or one of the kit's own modules, is refused."""
+    modules = [f"{c}.{name}" for c in changes() for name in importlib.import_module(c).MIGRATIONS]
+    names = [m.rpartition(".")[2] for m in modules]
+    for module, name in zip(modules, names):
+        if names.count(name) > 1 or name in RESERVED:
+            why = "another migration of the chain" if names.count(name) > 1 else "a module of the kit"
+            raise UsageError(f"migration {module}: the name {name} is taken by {why}; rename it")
+    return modules
 
 
 def load_all() -> list[Migration]:

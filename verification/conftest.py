@@ -54,7 +54,11 @@ NUMBERS: dict[str, tuple[type[int] | type[float], float, float]] = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     """The verification options."""
     # first in --help, right after the positional arguments
-    group = parser.getgroup("azak", f"{title()} post-deploy verification", after="_anonymous")
+    try:
+        named = title()
+    except (UsageError, ImportError, AttributeError):  # said in one line once the options are read
+        named = "the chain's"
+    group = parser.getgroup("azak", f"{named} post-deploy verification", after="_anonymous")
     group.addoption(
         "--db-url",
         action="append",
@@ -268,6 +272,10 @@ def validate(config: pytest.Config) -> None:
         operations.parse_since(since) if since else None
     except ValueError:
         raise pytest.UsageError(f"--since={since}: neither an ISO time nor 30m / 2h / 1d") from None
+    try:
+        load_all()  # the chain itself: a change that cannot load is one line
+    except (UsageError, ImportError, AttributeError) as error:
+        raise pytest.UsageError(f"the chain of changes does not load: {error}") from None
     chosen(config)  # --to: a known migration, head, base or ledger
 
 
