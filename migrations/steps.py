@@ -142,7 +142,7 @@ def chain() -> list[str]:
     share, or one of the kit's own modules, is refused."""
     modules = [f"{c}.{name}" for c in changes() for name in importlib.import_module(c).MIGRATIONS]
     names = [m.rpartition(".")[2] for m in modules]
-    for module, name in zip(modules, names):
+    for module, name in zip(modules, names, strict=True):
         if names.count(name) > 1 or name in RESERVED:
             why = "another migration of the chain" if names.count(name) > 1 else "a module of the kit"
             raise UsageError(f"migration {module}: the name {name} is taken by {why}; rename it")
