@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 HERE = Path(__file__).resolve().parent
-PLUGINS = ("pytest_metadata.plugin", "pytest_html.plugin")
+PLUGINS = ("pytest_metadata.plugin",)
 PARALLEL = ("-n", "--numprocesses", "--dist", "--maxprocesses")
+HTML = ("--html", "--self-contained-html", "--css")  # pytest-html (and its jinja2) only for these
 USAGE = "python -m verification [--db-url URL] [--to head|base|ledger|NAME] [OPTIONS]"
 MORE = """pytest's options work too, among them:
   --html=FILE --self-contained-html   the report, one file for a browser
@@ -56,7 +57,11 @@ def short_help() -> str:
 
 def arguments(args: list[str]) -> list[str]:
     """pytest's arguments: the checks, the plugins they need, then the operator's."""
-    wanted = [*PLUGINS, *(("xdist.plugin",) if any(a.startswith(PARALLEL) for a in args) else ())]
+    wanted = [
+        *PLUGINS,
+        *(("pytest_html.plugin",) if any(a.startswith(HTML) for a in args) else ()),
+        *(("xdist.plugin",) if any(a.startswith(PARALLEL) for a in args) else ()),
+    ]
     return [str(HERE), "-p", "no:cacheprovider", *(x for name in wanted for x in ("-p", name)), *args]
 
 
