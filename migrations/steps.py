@@ -126,6 +126,8 @@ def changes() -> list[str]:
             cut = [c for c in chained if after in importlib.import_module(c).MIGRATIONS]
             if not cut:
                 raise UsageError(f"{extra} follows {after}, which no change of the chain has")
+            if importlib.import_module(cut[0]).MIGRATIONS[-1] != after:  # the cut keeps whole changes
+                raise UsageError(f"{extra} follows {after}, which is not the last migration of {cut[0]}")
             chained = chained[: chained.index(cut[0]) + 1]
         chained.append(extra)
     return chained

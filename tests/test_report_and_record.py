@@ -262,6 +262,7 @@ def test_record_none_writes_nothing(deployed_db: Db, tmp_path: Path) -> None:
     done = verification_in(tmp_path, deployed_db, "--env-name=staging", "--record=none")
     assert done.returncode == 0, done.stdout[-2000:]
     assert "not recorded" in done.stdout and not (tmp_path / "data").exists()
+    assert "not recorded locally (--record=none), only in the database's history" in done.stdout
 
 
 def test_database_that_is_not_the_applications_is_one_line(empty_db: Db) -> None:

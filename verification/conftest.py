@@ -500,8 +500,9 @@ def judge(
 
     def by_behaviour(key: catalog.Key, want: str, have: str) -> tuple[bool, str]:
         same, shown = behaviour.judge(target, found, key, want, have)
-        if same and behaviour.deciders(key):  # left to its probes: a failed one repairs it
-            request.node.user_properties.append((DEFERRED, [*key, want, have, *behaviour.deciders(key)]))
+        probes = behaviour.deciders(key) if same else ()
+        if probes:  # left to its probes: a failed one repairs it with its migration's statement
+            request.node.user_properties.append((DEFERRED, [*key, want, have, *probes]))
         return same, shown
 
     def judged(group: str, troubleshoot: Callable[[], list[str]] | None = None) -> None:

@@ -331,9 +331,12 @@ class DeploymentReport:
         elif self.record_path is not None:
             where = f"; recorded in {self.record_path}"
         else:
-            where = "; not recorded (--record=none)"
+            where = "; not recorded locally (--record=none)"
         kept = [a for a in self.actions.values() if a.id is not None]
-        where += " and in the database's history" if kept and len(kept) == len(self.actions) else ""
+        if kept and len(kept) == len(self.actions):
+            where += (
+                " and in the database's history" if self.record_path else ", only in the database's history"
+            )
         for action in self.actions.values():
             if action.skipped:
                 write(f"{mask(action.url)}: {action.skipped}")
