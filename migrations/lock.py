@@ -55,8 +55,11 @@ def acquire(conn: Connection, url: URL, wait_s: float) -> None:
     DeployError naming the session that holds it."""
     deadline = time.monotonic() + wait_s
     while True:
-        with conn, conn.cursor() as cur:
-            if scalar(cur, "SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY):
+        with conn.cursor() as cur:
+            got = scalar(cur, "SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY)
+            if not conn.autocommit:  # no transaction left open while it waits; an autocommit
+                conn.commit()  # session keeps showing its last try (pg_stat_activity), not COMMIT
+            if got:
                 return
             if time.monotonic() >= deadline:
                 cur.execute(HOLDER_SQL, LOCK_KEY)
