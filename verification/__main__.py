@@ -48,10 +48,10 @@ class Options:
 
 def short_help() -> str:
     """The kit's own options only, as the checks' conftest declares them."""
-    from verification.conftest import pytest_addoption
+    from verification.options import declare
 
     options = Options()
-    pytest_addoption(options)  # type: ignore[arg-type]
+    declare(options)  # type: ignore[arg-type]
     return options.parser.format_help()
 
 
