@@ -106,7 +106,7 @@ class Target:
         ledger table. A role that may not read it gets the database's error (psycopg2.Error)."""
         if not self.value(EXISTS, schema="azak_registry", table="ledger"):
             return None
-        return dict(self.rows("SELECT name, state FROM azak_registry.ledger ORDER BY name"))
+        return dict(self.rows("SELECT name, state FROM azak_registry.ledger ORDER BY applied_at, name"))
 
     def legacy_ledger(self) -> bool:
         """Whether the ledger is still an earlier kit's, in public.schema_migrations."""
