@@ -18,6 +18,9 @@ PYTEST      := $(PY) -m pytest -n $(WORKERS) $(PYTEST_ARGS)
 # The throwaway next change (tests/changes/next_change) tried at the head of the chain: the
 # kit's generic tests cover it, US-001's own tests still verify US-001.
 NEXT_CHANGE := tests.changes.next_change
+# The PostgreSQL 13 leg puts the throwaway next change at the head while CHAIN holds one change;
+# once a real next change is in CHAIN, that leg runs the chain as configured (production's version).
+NEXT_ON_13 = $(shell python3 -c 'from migrations.changes import CHAIN; print("" if len(CHAIN) > 1 else "$(NEXT_CHANGE)")')
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +33,11 @@ rehearse: $(READY)  ## the whole deployment plan on throwaway databases (PG=13: 
 	$(ON_SERVER) $(if $(PG),--pg $(PG)) -- $(PY) -m migrations.rehearse
 
 test: $(READY) lint  ## lint, then the tests on production's PostgreSQL 13 (with the next change at the head) and the machine's, side by side
-	@echo "Tests on PostgreSQL 13 (embedded, $(NEXT_CHANGE) at the head) and on the machine's server (the chain as configured), side by side; each one's output when it ends"
+	@echo "Tests on PostgreSQL 13 (embedded, $(or $(NEXT_ON_13),the chain as configured) at the head) and on the machine's server (the chain as configured), side by side; each one's output when it ends"
 	@$(MAKE) --no-print-directory --output-sync=target --keep-going -j2 test-next test-server
 
-test-next: export AZAK_EXTRA_CHANGES = $(NEXT_CHANGE)
-test-next: $(READY)  ## the tests on an embedded PostgreSQL 13 with the throwaway next change at the head
+test-next: export AZAK_EXTRA_CHANGES = $(NEXT_ON_13)
+test-next: $(READY)  ## the tests on an embedded PostgreSQL 13 (the throwaway next change at the head while CHAIN holds one change)
 	$(ON_SERVER) --pg 13 -- $(PYTEST)
 
 test-server: $(READY)  ## the tests on the named server (PGHOST/PGPORT), else 127.0.0.1:5432, else an embedded 15

@@ -15,7 +15,7 @@ from migrations import backup as backups
 from migrations import history, image, ledger, plan, record, registry, restore
 from migrations.changes import APPLICATION_TABLE
 from migrations.cli import fail_cleanly, open_runner
-from migrations.dburl import URL, DeployError, UsageError, connect, mask, resolve
+from migrations.dburl import KIT_PATH, URL, DeployError, UsageError, connect, mask, resolve
 from migrations.runner import Runner, Settings, find
 from migrations.steps import load_all, rewrites
 
@@ -357,7 +357,7 @@ def forget_registry(url: URL, args: argparse.Namespace) -> str:
 
 def keep_image(url: URL, args: argparse.Namespace) -> str:
     """`image`: the database's before-image as a private file."""
-    conn = connect(url)
+    conn = connect(url, **KIT_PATH)
     try:
         with conn, conn.cursor() as cur:
             kept = image.keep(cur, list(rewrites(load_all())), [], args.dir)

@@ -32,7 +32,7 @@ from psycopg2 import sql
 from migrations import application, faults, ledger, provenance
 from migrations.backup_files import publish, workspace
 from migrations.contract import teardown
-from migrations.dburl import URL, DeployError, UsageError, connect
+from migrations.dburl import KIT_PATH, URL, DeployError, UsageError, connect
 from migrations.dump import dump, script
 from migrations.history import restored_sql
 from migrations.provenance import CHUNK, Identity, Manifest
@@ -51,7 +51,7 @@ def teardown_sql() -> sql.Composed:
 def inspect(url: URL) -> tuple[Identity, str, bytes]:
     """The application's database (else DeployError): its identity, encoding and the teardown
     as this server quotes it."""
-    conn = connect(url)
+    conn = connect(url, **KIT_PATH)
     try:
         with conn, conn.cursor() as cur:
             application.require(cur, url)
@@ -71,10 +71,10 @@ def backup(url: URL, directory: Path = DEFAULT_DIR, now: datetime | None = None)
     try:
         with workspace(directory) as work:
             archive, body = work / "dump", work / "body.gz"
-            dump(url, archive)
+            kept = dump(url, archive)
             faults.fault("backup:dumped")
             token = secrets.token_hex(16)  # names this backup in the registry's history
-            told = f"\n-- Backup: {token}\n{restored_sql(token, taken)}".encode("ascii")
+            told = f"\n-- Backup: {token}\n{restored_sql(token, taken, *kept)}".encode("ascii")
             layout = script(archive, body, clear + told, work)
             manifest = Manifest(
                 identity=identity,

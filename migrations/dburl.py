@@ -28,6 +28,14 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 # Every session of the kit: its own objects are public.*, whatever schemas the role can see
 # (a schema named after the role would otherwise come first in the default "$user", public).
 PINNED = {"search_path": "public"}
+# The kit's own SQL (the runner's bookkeeping, the registry, its history, restore's marks) sees
+# pg_catalog only: a function or operator put into public that matches a call better than
+# pg_catalog's (a public.unnest(text[]), a public.||(text, integer)) never runs in its sessions,
+# which may be a superuser's. The application's SQL (a migration's phases, its preconditions)
+# switches to public for its own statements (`APPLICATION_PATH`, then `KIT_PATH_SQL`).
+KIT_PATH = {"search_path": "pg_catalog,pg_temp"}
+APPLICATION_PATH = "SELECT pg_catalog.set_config('search_path', 'public', true)"
+KIT_PATH_SQL = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
 # Production's major version: nothing older can hold what the kit's SQL and catalog reads use.
 SERVER_FLOOR = 130000  # server_version_num
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 
-from migrations.dburl import URL, DeployError, libpq_command, mask, scrub
+from migrations import registry
+from migrations.dburl import KIT_PATH, URL, DeployError, connect, libpq_command, mask, scalar, scrub
 from migrations.progress import Counting, Progress
 from migrations.provenance import CHUNK
 
@@ -35,20 +36,33 @@ TAIL = re.compile(
 )
 
 
-def dump(url: URL, archive: Path) -> None:
-    """pg_dump's custom-format archive of `url` (uncompressed: it lives for this backup only)."""
+def dump(url: URL, archive: Path) -> tuple[str, tuple[int, str] | None]:
+    """pg_dump's custom-format archive of `url` (uncompressed: it lives for this backup only); what
+    the backup carries of the registry, as that dump saw it (`registry.carried`, read in the
+    snapshot pg_dump takes up)."""
     argv, env = libpq_command(url)
     command = ["pg_dump", "--format=custom", "--compress=0", "--quote-all-identifiers", "--no-password"]
     command.append("--exclude-schema=azak_registry")  # the kit's registry keeps its history on restore
+    conn = connect(url, **KIT_PATH)
     try:
-        done = subprocess.run(
-            [*command, f"--file={archive}", *argv], capture_output=True, env=env, check=False
-        )
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            snapshot = scalar(cur, "SELECT pg_export_snapshot()")
+            kept = registry.carried(cur)
+            done = subprocess.run(
+                [*command, f"--snapshot={snapshot}", f"--file={archive}", *argv],
+                capture_output=True,
+                env=env,
+                check=False,
+            )
     except FileNotFoundError:
         raise DeployError("pg_dump not found: install the PostgreSQL client tools") from None
+    finally:
+        conn.close()
     if done.returncode:
         said = done.stderr.decode(errors="replace") or f"exit status {done.returncode}"
         raise DeployError(f"pg_dump of {mask(url)} failed: {first_line(said, url)}; no backup file was left")
+    return kept
 
 
 @dataclass

@@ -23,7 +23,17 @@ from psycopg2.extensions import connection as Connection
 from migrations import application, faults, provenance
 from migrations.backup import teardown_sql
 from migrations.changes import APPLICATION_TABLE
-from migrations.dburl import URL, DeployError, UsageError, connect, describe, mask, scalar
+from migrations.dburl import (
+    APPLICATION_PATH,
+    KIT_PATH,
+    URL,
+    DeployError,
+    UsageError,
+    connect,
+    describe,
+    mask,
+    scalar,
+)
 from migrations.lock import Watchdog
 
 FOREIGN_MAX = 128 << 20  # one call's argument: the server parses it whole
@@ -119,7 +129,7 @@ def run_foreign(
         assert row is not None
         encoding, search_path, client_encoding = row
     conn.autocommit = False
-    watchdog = Watchdog(connect(url), conn.get_backend_pid(), bound_ms)
+    watchdog = Watchdog(connect(url, **KIT_PATH), conn.get_backend_pid(), bound_ms)
     watchdog.start()
     try:
         with conn.cursor() as cur:
@@ -129,6 +139,7 @@ def run_foreign(
             sequences = sequence_states(cur)
             cur.execute("SAVEPOINT azak_foreign")
             try:
+                cur.execute(APPLICATION_PATH)  # the file's own SQL finds its tables in public
                 cur.execute(
                     "SELECT pg_temp.azak_foreign(pg_catalog.convert_from(%s, %s))",
                     (psycopg2.Binary(script), encoding),

@@ -11,6 +11,7 @@ database remembers its environment (the last one named), so a rollback need not 
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
@@ -28,7 +29,7 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
 from migrations import application, ledger, provenance, registry
-from migrations.dburl import URL, DeployError, UsageError, connect, describe, scalar
+from migrations.dburl import KIT_PATH, URL, DeployError, UsageError, connect, describe, scalar
 from migrations.record import escape
 from migrations.steps import Migration, load_all
 
@@ -87,7 +88,7 @@ class Action:
         """Write the 'started' row (making the registry first if `create`); the sentences that
         say what the registry adopted from an earlier kit."""
         self.conn = conn = connect(
-            self.url, lock_timeout="5s", statement_timeout="120s"
+            self.url, **KIT_PATH, lock_timeout="5s", statement_timeout="120s"
         )  # never queue forever
         said: list[str] = []
         try:
@@ -207,7 +208,7 @@ def recorded(action: Action, start: bool = True) -> Iterator[Action]:
 
 def rows(url: URL, limit: int | None = None) -> list[list[str]]:
     """The history's rows, oldest first (the last `limit`), as the table's cells."""
-    conn = connect(url)
+    conn = connect(url, **KIT_PATH)
     try:
         with conn, conn.cursor() as cur:
             if not registry.exists(cur):
@@ -254,34 +255,52 @@ def backup_token(path: Path) -> str | None:
     return found[1].decode() if found else None
 
 
-def restored_sql(token: str, taken: datetime) -> str:
+def restored_sql(token: str, taken: datetime, kept_ledger: str, deployment: tuple[int, str] | None) -> str:
     """The statement a backup's prelude carries: restored (by the kit, or by the runbook's
-    `psql -f`), the registry's ledger becomes the one the backup was taken with (base when
-    this database's history does not know the backup), and a restore outside the kit adds
-    its history row. A registry that cannot take it is warned about, never fatal."""
+    `psql -f`), the registry's ledger becomes the one the backup was taken with (`kept_ledger`,
+    JSON, read in the dump's own snapshot: another database, or a row someone added to the
+    history, cannot change it), the deployment it was taken in (id, when it began) becomes the
+    current one again where this registry holds it (verification's yardstick is its image), and
+    a restore outside the kit adds its history row. It sees
+    pg_catalog only (nothing put into public runs in it). A registry that cannot take it fails the
+    kit's restore, and is warned about by the runbook's `psql -f`."""
     assert re.fullmatch(r"[0-9a-f]+", token)
     when = taken.astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
+    kept = base64.b64encode(kept_ledger.encode()).decode("ascii")
+    number, began = deployment or (0, "epoch")
+    assert re.fullmatch(r"[0-9T:.+-]+|epoch", began)
     backup_row = f"FROM azak_registry.history h WHERE h.backup = '{token}' ORDER BY h.id DESC LIMIT 1"
-    # nothing in it is given from outside: a token of hex digits and a date
+    # nothing in it is given from outside: a token of hex digits, a date, base64 digits
     return f"""DO $azak$
 BEGIN
-    IF to_regclass('azak_registry.history') IS NULL THEN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF pg_catalog.to_regclass('azak_registry.history') IS NULL THEN
         RETURN;
     END IF;
     DELETE FROM azak_registry.ledger;
     INSERT INTO azak_registry.ledger
-    SELECT * FROM jsonb_populate_recordset(NULL::azak_registry.ledger, (SELECT h.ledger {backup_row}));
-    IF current_setting('application_name') NOT LIKE 'azak-db-migrations:%' THEN
+    SELECT * FROM pg_catalog.jsonb_populate_recordset(NULL::azak_registry.ledger,
+        pg_catalog.convert_from(pg_catalog.decode('{kept}', 'base64'), 'UTF8')::pg_catalog.jsonb);
+    IF EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attname = 'made_current' AND NOT attisdropped
+               AND attrelid = pg_catalog.to_regclass('azak_registry.deployments')) THEN
+        UPDATE azak_registry.deployments
+        SET made_current = pg_catalog.nextval('azak_registry.deployments_id_seq')
+        WHERE id = {int(number)} AND started_at = '{began}'::pg_catalog.timestamptz;
+    END IF;
+    IF pg_catalog.current_setting('application_name') NOT LIKE 'azak-db-migrations:%' THEN
         INSERT INTO azak_registry.history (environment, executor, action, target, result, finished_at,
                                            migrations, notes)
         SELECT coalesce(({REMEMBERED}), 'unspecified'), session_user, 'restore',
                coalesce((SELECT h.report {backup_row}), 'the backup {token} taken {when}') || ' (psql -f)',
-               'passed', now(),
-               'ledger: ' || coalesce((SELECT string_agg(l.name, ', ' ORDER BY l.applied_at)
+               'passed', pg_catalog.now(),
+               'ledger: ' || coalesce((SELECT pg_catalog.string_agg(l.name, ', ' ORDER BY l.applied_at)
                                        FROM azak_registry.ledger l), 'base'),
                'restored by psql -f of the backup file (the runbook), outside the kit';
     END IF;
 EXCEPTION WHEN others THEN
+    IF pg_catalog.current_setting('application_name') LIKE 'azak-db-migrations:%' THEN
+        RAISE;  -- the kit's restore: all or nothing, the registry included
+    END IF;
     RAISE WARNING 'the registry azak_registry was not updated by this restore: %', SQLERRM;
 END
 $azak$;
@@ -290,7 +309,7 @@ $azak$;
 
 def ledger_line(url: URL) -> str:
     """The ledger after an action, in the history's words: `ledger: base` or its migrations."""
-    conn = connect(url)
+    conn = connect(url, **KIT_PATH)
     try:
         with conn, conn.cursor() as cur:
             names = list(ledger.read(cur))

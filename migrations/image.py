@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -262,15 +263,26 @@ def file_part(database: str) -> str:
 
 
 def candidates(database: str, folders: list[Path]) -> Iterator[Path]:
-    """This database's image files, newest first (not another database's with a longer name)."""
+    """This database's image files (not another database's with a longer name), newest name
+    first; only files this user owns and nobody else may write (a file planted beside them
+    decides nothing)."""
     prefix = f"azak_image_{file_part(database)}_"
     found = []
     for folder in folders:
         for path in folder.glob(f"{prefix}*.json.gz") if folder.is_dir() else ():
             stamp = path.name.removeprefix(prefix).removesuffix(".json.gz")
-            if len(stamp) == len(datetime.now().strftime(STAMP)):
+            if len(stamp) == len(datetime.now().strftime(STAMP)) and private(path):
                 found.append(path)
     return iter(sorted(found, key=lambda p: p.name, reverse=True))
+
+
+def private(path: Path) -> bool:
+    """Owned by this user, written by nobody else."""
+    try:
+        status = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(status.st_mode) and status.st_uid == os.getuid() and not status.st_mode & 0o022
 
 
 def newest(
@@ -279,18 +291,30 @@ def newest(
     before: str | None = None,
     identity: str | None = None,
     applied: list[str] | None = None,
+    not_after: datetime | None = None,
 ) -> BeforeImage | None:
-    """The newest image of `database` (of that server, given its `identity`) in the folders:
+    """The newest image of `database` (of that server, given its `identity`) in the folders, by
+    the time it was taken (not after `not_after`: an image of a deployment must precede it):
     taken at base; or (`before`) while that migration was not applied yet; or (`applied`)
     while exactly those migrations were, i.e. just before the next one ran."""
     folders = where if isinstance(where, list) else [where or directory()]
+    best: tuple[datetime, BeforeImage] | None = None
     for path in candidates(database, folders):
         image = load(path)
         if identity and image.identity and image.identity != identity:
             continue  # a same-named database of another server
         if applied is not None:
-            if image.applied == applied:
-                return image
-        elif (before is None and not image.applied) or (before is not None and before not in image.applied):
-            return image
-    return None
+            fits = image.applied == applied
+        else:
+            fits = (before is None and not image.applied) or (
+                before is not None and before not in image.applied
+            )
+        try:
+            taken = datetime.fromisoformat(image.taken_at)
+        except ValueError:
+            continue
+        if taken.tzinfo is None:
+            taken = taken.astimezone()
+        if fits and (not_after is None or taken <= not_after) and (best is None or taken > best[0]):
+            best = (taken, image)
+    return best[1] if best else None

@@ -37,7 +37,8 @@ class Keeping(Phases):
 
     def deployment(self) -> int | None:
         """The deployment the ledger records (None: the kit has not begun one here)."""
-        return self.transaction(registry.current, "read the registry")
+        now = self.transaction(registry.current, "read the registry")
+        return now[0] if now else None
 
     def keep_before_image(
         self, deployment: int | None, migration: Migration | None, applied: list[str]

@@ -81,6 +81,28 @@ class Context:
     found: Mapping[Key, str] = field(default_factory=dict)  # the whole catalog (NOT NULL columns)
     data: frozenset[Key] = frozenset()  # facts holding data a rollback reads: judged to the letter
     categories: Mapping[str, str] = field(default_factory=dict)  # setting (lower case) → category
+    roles: frozenset[str] | None = None  # who acted as the application at the yardstick (`roles_of`)
+
+
+def roles_of(facts: Mapping[Key, str | None]) -> frozenset[str]:
+    """The roles that owned, were granted or had settings among these facts."""
+    names: set[str] = set()
+    for key, value in facts.items():
+        if value is None:
+            continue
+        if key.kind == "owner":
+            names.add(value)
+        elif key.kind == "grant":
+            names |= set(privileges(value)) - {"owner", "PUBLIC"}
+        elif key.kind == "setting" and key.table.startswith("role "):
+            names.add(role_named(key.table))
+    return frozenset(names)
+
+
+def role_named(target: str) -> str:
+    """The role a setting's target names ('role x', 'role "X y" in the database'), unquoted."""
+    name = target.removeprefix("role ").removesuffix(" in the database")
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
 def weigh(key: Key, want: str | None, have: str | None, context: Context, declared: bool = True) -> Weight:
@@ -134,26 +156,73 @@ def extra(key: Key, have: str, context: Context) -> Weight:
 
 
 def plain_index(definition: str) -> bool:
-    """Not unique, valid and maintained: it refuses no row a table without it accepts."""
-    return not definition.startswith("UNIQUE") and not re.search(
-        r" \((INVALID|NOT READY[^)]*)\)$", definition
+    """Not unique, valid and maintained, of columns or expressions that cannot raise an error:
+    it refuses no row a table without it accepts."""
+    return (
+        not definition.startswith("UNIQUE")
+        and not re.search(r" \((INVALID|NOT READY[^)]*)\)$", definition)
+        and not can_raise(definition)
     )
+
+
+# Calls an index expression or predicate may make without ever raising an error on a value
+# its column holds; a cast to text likewise. Anything else (a division, another cast, another
+# function) might refuse a row the table accepts: the index is judged as a constraint would be.
+TOTAL_CALLS = {"lower", "upper", "btrim", "ltrim", "rtrim", "coalesce", "md5", "length", "left", "right"}
+TEXT_CASTS = {"text", "character varying", "varchar"}
+
+
+def can_raise(definition: str) -> bool:
+    """Whether an index's expressions or predicate could raise an error on some row."""
+    body = re.sub(r"'(?:[^']|'')*'", "''", definition.partition("USING ")[2])
+    body = re.sub(r"(\(-?[\d.]+\)|'')::[a-z ]+", "''", body)  # a constant, cast once when it is made
+    if re.search(r"[/%^]", body):
+        return True
+    if any(cast.strip() not in TEXT_CASTS for cast in re.findall(r"::([a-z ]+)", body)):
+        return True
+    return any(name.rpartition(".")[2] not in TOTAL_CALLS for name in re.findall(r"([a-z_][\w.]*)\(", body))
 
 
 def setting(key: Key, context: Context) -> Weight:
     """A database or role default: by what the setting decides."""
     name = key.name.lower()
     path = context.found.get(key)
+    if (
+        key.table.startswith("role ")
+        and context.roles is not None
+        and role_named(key.table) not in context.roles
+    ):
+        return Weight(NOTED, "a role given access since: its settings shape its own sessions only")
     if name == "search_path" and path is not None and "public" not in path.replace('"', "").split(", "):
         return Weight(FAILS)  # the application's tables are not found at all
     if name in SETTING_NOTES:
         return Weight(NOTED, SETTING_NOTES[name])
     category = context.categories.get(name, "")
+    if limits(name, path):
+        return Weight(FAILS)
     if name not in HARMFUL_SETTINGS and category.startswith(HARMLESS_CATEGORIES):
         return Weight(NOTED, f"{category}: how values are shown or plans made, not what runs")
     if name in QUIET_SETTINGS or name.startswith("vacuum_"):
         return Weight(NOTED, "messages, maintenance or storage: not whether or what a statement does")
     return Weight(FAILS)
+
+
+UNITS_KB = {"kb": 1, "mb": 1 << 10, "gb": 1 << 20, "tb": 1 << 30}
+SMALL_TEMP_FILES_KB = 1 << 20  # temp_file_limit below 1 GB: sorts and hashes of real tables fail
+
+
+def limits(name: str, value: str | None) -> bool:
+    """A setting of a harmless category whose value changes what the application gets: values
+    read with fewer digits than stored, or statements that fail for want of temporary space."""
+    if value is None:
+        return False
+    text = value.strip().strip("'").lower()
+    if name == "extra_float_digits":
+        return bool(re.fullmatch(r"-?\d+", text)) and int(text) < 1
+    if name == "temp_file_limit":
+        found = re.fullmatch(r"(-?\d+)\s*(kb|mb|gb|tb)?", text)
+        return found is not None and 0 <= int(found[1]) * UNITS_KB[found[2] or "kb"] < SMALL_TEMP_FILES_KB
+    return False
 
 
 def grants(key: Key, want: str, have: str, context: Context) -> Weight:
@@ -270,20 +339,51 @@ SIGNS = r"+\-*/<>=~!@#%^&|`?"
 SPACING = re.compile(
     rf" (?=[^\w\s{SIGNS}])|(?<=[^\w\s{SIGNS}]) | (?=[{SIGNS}])(?<=\w )| (?<=[{SIGNS}] )(?=\w)"
 )
-LITERAL = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\w*)\$.*?\$\2\$)", re.S)
+# What a body is read as, left to right: a literal or quoted name (kept as written), a comment
+# (`--` to the line's end, `/* */` nested as PostgreSQL nests them), or code.
+TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\w*)\$.*?\$\1\$|--[^\n]*|/\*", re.S)
+
+
+def pieces(body: str) -> list[tuple[bool, str]]:
+    """The body as (literal?, text) pieces, comments left out (each a space)."""
+    out: list[tuple[bool, str]] = []
+    at = 0
+    while (found := TOKEN.search(body, at)) is not None:
+        out.append((False, body[at : found.start()]))
+        text = found[0]
+        if text == "/*":
+            depth, end = 1, found.end()
+            while depth and end < len(body):
+                opens, closes = body.find("/*", end), body.find("*/", end)
+                if closes < 0:
+                    end = len(body)
+                    break
+                if 0 <= opens < closes:
+                    depth, end = depth + 1, opens + 2
+                else:
+                    depth, end = depth - 1, closes + 2
+            out.append((False, " "))
+            at = end
+            continue
+        out.append((False, " ") if text.startswith("--") else (True, text))
+        at = found.end()
+    out.append((False, body[at:]))
+    merged: list[tuple[bool, str]] = []
+    for literal, text in out:  # code around a comment is one piece: the comment a space in it
+        if merged and not literal and not merged[-1][0]:
+            merged[-1] = (False, merged[-1][1] + text)
+        else:
+            merged.append((literal, text))
+    return merged
 
 
 def body_form(body: str) -> str:
-    """A function body in a form where spellings that mean the same read the same: block
-    comments dropped, case folded and spacing removed outside literals and quoted names,
-    `:=` as `=`, no semicolon after the final END."""
-    body = re.sub(r"/\*.*?\*/", " ", body, flags=re.S)
-    parts = LITERAL.split(body)
+    """A function body in a form where spellings that mean the same read the same: comments
+    dropped, case folded and spacing removed outside literals and quoted names, `:=` as `=`,
+    no semicolon after the final END."""
     out = []
-    for at, part in enumerate(parts):
-        if part is None or (at % 3 == 2):  # the dollar tag's group
-            continue
-        if at % 3 == 1:
+    for literal, part in pieces(body):
+        if literal:
             out.append(part)
             continue
         text = re.sub(r"\s+", " ", part.lower().replace(":=", "=")).strip()

@@ -15,9 +15,9 @@ from psycopg2.extensions import cursor as Cursor
 
 from migrations import batching, faults, ledger, registry
 from migrations.contract import AS_APPLICATION, AS_DEPLOYER
-from migrations.dburl import describe, scalar
+from migrations.dburl import describe
 from migrations.progress import Progress
-from migrations.session import Session
+from migrations.session import Session, application_sql
 from migrations.steps import Batches, Ddl, Migration
 
 
@@ -66,9 +66,8 @@ class Phases(Session):
             if as_application:
                 cur.execute(AS_APPLICATION)
             if phase.kept:
-                cur.execute(phase.kept)
-                self.note_kept(cur, migration, cur.fetchall())
-            cur.execute(phase.sql)
+                self.note_kept(cur, migration, application_sql(cur, phase.kept))
+            application_sql(cur, phase.sql)
             if mark:
                 self.record(cur, migration, state, started)
             faults.fault(f"inside:{where}")
@@ -138,7 +137,11 @@ class Phases(Session):
                 "key range",
             )
         count = phase.total
-        keys = self.transaction(lambda cur: scalar(cur, count), f"{migration.name}: count") if count else None
+        keys = (
+            self.transaction(lambda cur: application_sql(cur, count)[0][0], f"{migration.name}: count")
+            if count
+            else None
+        )
         self.progress = Progress(f"  {migration.name}", keys, "rows", out=self.out)
         try:
             if len(parts) == 1:
@@ -200,10 +203,10 @@ class Phases(Session):
 
             def work(cur: Cursor, n: int = batch, after: Any = after) -> tuple[Any, int, bool]:
                 cur.execute("SET LOCAL synchronous_commit = off")
-                cur.execute(phase.sql, {"after": after, "batch_size": self.settings.batch_size})
-                row = cur.fetchone()
-                assert row is not None, "a batch statement returns one row"
-                last, changed = row
+                bounds = {"after": after, "batch_size": self.settings.batch_size}
+                rows = application_sql(cur, phase.sql, bounds)
+                assert len(rows) == 1, "a batch statement returns one row"
+                last, changed = rows[0]
                 reached = False
                 if stop is not None and last is not None:
                     cur.execute(batching.past(rw), {"last": last, "stop": stop})

@@ -25,12 +25,12 @@ from psycopg2.extensions import cursor as Cursor
 
 from migrations import catalog, image, ledger
 from migrations.contract import Rewrite
-from migrations.dburl import IDENTITY_SQL, URL, DeployError, connect, scalar
+from migrations.dburl import IDENTITY_SQL, KIT_PATH, URL, DeployError, connect, scalar
 from migrations.image import BeforeImage, as_text, changed_rows, digest_of, digest_sql, row_counts
 from migrations.steps import Migration
 
 SCHEMA = "azak_registry"
-COMMENT = "azak-db-migrations registry v1: ledger, before-images, history (removed by forget-registry)"
+COMMENT = "azak-db-migrations registry v2: ledger, before-images, history (removed by forget-registry)"
 SETUP_LOCK = (0x417A616B, 2)  # serialises creating the registry and adopting an earlier kit's ledger
 
 DDL = (
@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS azak_registry.history (
     backup text,
     ledger jsonb
 );
+-- v2: a restore makes the deployment its backup was taken in current again (`current`)
+ALTER TABLE azak_registry.deployments ADD COLUMN IF NOT EXISTS made_current bigint;
 """
     + f"COMMENT ON SCHEMA azak_registry IS '{COMMENT}';\n"
 )
@@ -123,14 +125,18 @@ def adopt(cur: Cursor, chain: list[Migration]) -> list[str]:
     database, identity = scalar(cur, "SELECT current_database()"), scalar(cur, IDENTITY_SQL)
     deployment = begin(cur, "adopted from public.schema_migrations (an earlier kit)")
     folder, names = image.directory(), [m.name for m in chain]
+    cur.execute("SELECT name, applied_at FROM azak_registry.ledger")
+    applied_at = dict(cur.fetchall())  # an image of this deployment was taken before its migrations
     found: list[str] = []
-    base = image.newest(database, folder, identity=identity)
+    base = image.newest(database, folder, identity=identity, not_after=min(applied_at.values()))
     if base is not None:
         found.append(adopt_file(cur, deployment, None, base, []))
     for m in chain:
-        if m.contract.rewrites and m.name in ledger.read(cur):
+        if m.contract.rewrites and m.name in applied_at:
             before = names[: names.index(m.name)]
-            kept = image.newest(database, folder, identity=identity, applied=before)
+            kept = image.newest(
+                database, folder, identity=identity, applied=before, not_after=applied_at[m.name]
+            )
             if kept is not None:
                 found.append(adopt_file(cur, deployment, m.name, kept, list(m.contract.rewrites)))
     if found:
@@ -190,12 +196,38 @@ def begin(cur: Cursor, note: str) -> int:
     return int(scalar(cur, "SELECT lastval()"))
 
 
-def current(cur: Cursor) -> int | None:
-    """The deployment the ledger records: the latest one (after a complete rollback too)."""
+MADE_CURRENT = (
+    "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attname = 'made_current'"
+    " AND attrelid = pg_catalog.to_regclass('azak_registry.deployments') AND NOT attisdropped)"
+)
+
+
+def current(cur: Cursor) -> tuple[int, str] | None:
+    """The deployment the ledger records, and when it began: the one begun last, or the one a
+    restore made current again after it (the deployment its backup was taken in), after a
+    complete rollback too; None before the first."""
     if not scalar(cur, "SELECT to_regclass('azak_registry.deployments') IS NOT NULL"):
         return None
-    found = scalar(cur, "SELECT max(id) FROM azak_registry.deployments")
-    return None if found is None else int(found)
+    order = "coalesce(made_current, id)" if scalar(cur, MADE_CURRENT) else "id"  # v1: no restore moved it
+    cur.execute(
+        f"SELECT id, to_char(started_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF') FROM azak_registry.deployments"  # noqa: S608
+        f" ORDER BY {order} DESC, id DESC LIMIT 1"
+    )
+    found = cur.fetchone()
+    return None if found is None else (int(found[0]), str(found[1]))
+
+
+def carried(cur: Cursor) -> tuple[str, tuple[int, str] | None]:
+    """What a backup carries of the registry, read in its dump's snapshot: the ledger (JSON) and
+    the current deployment (id, when it began)."""
+    if not exists(cur):
+        return "[]", None
+    ledger_json = scalar(
+        cur,
+        "SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.applied_at), '[]')::text"
+        " FROM azak_registry.ledger l",
+    )
+    return str(ledger_json), current(cur)
 
 
 TAKE = sql.SQL(
@@ -253,7 +285,8 @@ def note_kept(cur: Cursor, before: str, rw: Rewrite, kept: dict[Any, Any], why: 
     added), written into the current deployment's image of just before migration `before`:
     its values and digest, and `why` in its source, so that verification expects them. In
     the caller's transaction; the image's id, None when there is none."""
-    deployment = current(cur)
+    now = current(cur)
+    deployment = now[0] if now else None
     found = scalar(
         cur,
         "SELECT max(id) FROM azak_registry.images WHERE deployment = %s AND before_migration = %s",
@@ -288,9 +321,10 @@ def note_kept(cur: Cursor, before: str, rw: Rewrite, kept: dict[Any, Any], why: 
 def yardstick(cur: Cursor) -> tuple[BeforeImage | None, dict[str, BeforeImage], str]:
     """The deployment's base image, the image kept just before each migration that rewrites
     values (by its name), and why there is no base image (else "")."""
-    deployment = current(cur)
-    if deployment is None:
+    now = current(cur)
+    if now is None:
         return None, {}, f"no before-image in {SCHEMA}: the kit keeps one when its upgrade leaves base"
+    deployment = now[0]
     cur.execute(
         "SELECT DISTINCT ON (before_migration) id, before_migration, applied,"
         " to_char(taken_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.USOF'), database, source, digests,"
@@ -361,11 +395,12 @@ def summary(cur: Cursor) -> str:
         )
     if not exists(cur):
         return f"No registry ({SCHEMA}) yet: the first upgrade, backup or restore makes it."
+    now = current(cur)
     cur.execute(
-        "SELECT (SELECT max(id) FROM azak_registry.deployments),"
-        " (SELECT count(*) FROM azak_registry.history),"
+        "SELECT %s, (SELECT count(*) FROM azak_registry.history),"
         " (SELECT environment FROM azak_registry.history WHERE environment <> 'unspecified'"
-        "  ORDER BY id DESC LIMIT 1)"
+        "  ORDER BY id DESC LIMIT 1)",
+        (now[0] if now else None,),
     )
     deployment, actions, environment = cur.fetchone() or (None, 0, None)
     return (
@@ -377,7 +412,7 @@ def summary(cur: Cursor) -> str:
 def after_unknown_restore(url: URL, chain: list[Migration]) -> str:
     """After restoring a dump that does not carry the kit's registry statement: at base when it
     holds none of the migrations' tables; else the ledger is left, and said so."""
-    conn = connect(url)
+    conn = connect(url, **KIT_PATH)
     try:
         with conn, conn.cursor() as cur:
             if not exists(cur):

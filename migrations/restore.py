@@ -36,7 +36,7 @@ from typing import IO, Any, cast
 from psycopg2.extensions import connection as Connection
 
 from migrations import faults, lock, provenance
-from migrations.dburl import URL, DeployError, UsageError, connect, libpq_command, mask
+from migrations.dburl import KIT_PATH, URL, DeployError, UsageError, connect, libpq_command, mask
 from migrations.foreign import foreign_script, run_foreign
 from migrations.lock import Watchdog
 from migrations.progress import Counting, Progress
@@ -61,7 +61,7 @@ def private_copy(path: Path) -> Iterator[IO[bytes]]:
 
 def target_of(url: URL) -> Identity:
     """Which database `url` is."""
-    conn = connect(url)
+    conn = connect(url, **KIT_PATH)
     try:
         with conn, conn.cursor() as cur:
             return provenance.identity_of(cur)[0]
@@ -112,7 +112,7 @@ def restore(
     a file the kit did not write only as `foreign` (run as `role`)."""
     with private_copy(path) as copy:
         manifest, what = checked(url, copy, path, elsewhere, foreign)
-        holder = connect(url)
+        holder = connect(url, **KIT_PATH)
         try:
             holder.autocommit = True  # the watchdog's polls, each its own transaction
             lock.acquire(holder, url, lock_wait_s)
@@ -189,7 +189,7 @@ class Psql:
     """psql reading the kit's pipe (no psqlrc, ON_ERROR_STOP), and the marks it answers with."""
 
     def __init__(self, url: URL, holder: Connection, bound_ms: int) -> None:
-        argv, env = libpq_command(url)
+        argv, env = libpq_command(url, **KIT_PATH)  # the backup sets its own; the marks see pg_catalog
         self.nonce = secrets.token_hex(8)
         self.errors = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as psql)
         self.marks: queue.Queue[str | None] = queue.Queue()
@@ -242,7 +242,7 @@ class Psql:
     def reach(self, name: str, value: str = "''") -> str:
         """Send a mark and wait until psql has run everything before it: the mark's value."""
         self.kit_lines.append(self.lines + 1)
-        self.send(f"SELECT 'azak-mark {self.nonce} {name} ' || {value};\n".encode())
+        self.send(f"SELECT pg_catalog.concat('azak-mark {self.nonce} {name} ', {value});\n".encode())
         assert self.proc.stdin is not None
         self.proc.stdin.flush()
         while True:

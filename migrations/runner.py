@@ -13,9 +13,10 @@ from typing import TextIO, TypeVar
 from psycopg2.extensions import cursor as Cursor
 
 from migrations import application, catalog, drift, ledger, plan
+from migrations.blockers import blockers
 from migrations.dburl import URL, DeployError, UsageError
 from migrations.keeping import Keeping
-from migrations.session import Settings
+from migrations.session import Settings, application_sql
 from migrations.steps import Migration, load_all, previous
 
 T = TypeVar("T")
@@ -73,8 +74,7 @@ class Runner(Keeping):
             for pre in m.preconditions:
 
                 def ask(cur: Cursor, text: str = pre.sql) -> list[str]:
-                    cur.execute(text)
-                    return [str(row[0]) for row in cur.fetchall()]
+                    return [str(row[0]) for row in application_sql(cur, text)]
 
                 found = self.transaction(ask, m.name)
                 if found:
@@ -177,6 +177,7 @@ class Runner(Keeping):
             entries = self.entries()
             todo = [m for m in self.migrations[target + 1 :] if m.name in entries][::-1]
             self.refuse_changed("roll back", todo, entries)
+            self.refuse_blocked(todo)
             for m in todo:
                 self.say(f"← {m.name}")
                 self.run_phases(m, "down")
@@ -186,6 +187,16 @@ class Runner(Keeping):
                 if left:
                     self.say(f"left in place, not recorded in the ledger (made by hand?): {', '.join(left)}")
             return [m.name for m in todo]
+
+    def refuse_blocked(self, todo: list[Migration]) -> None:
+        """A rollback PostgreSQL would stop half way (something else depends on a table it
+        drops) is refused before anything changes."""
+        found = self.transaction(lambda cur: blockers(cur, todo), "what depends on the tables")
+        if found:
+            raise DeployError(
+                f"refusing to roll back: {'; '.join(found)} depend(s) on a table the rollback drops;"
+                " PostgreSQL would stop it half way. Drop or move them first; nothing was changed"
+            )
 
     def apply_one(self, name: str, direction: str) -> None:
         """The runbook's per-step form: exactly this step, only when its neighbours allow it."""

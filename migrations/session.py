@@ -18,10 +18,31 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
 from migrations import lock
-from migrations.dburl import URL, DeployError, connect, describe, mask_text
+from migrations.dburl import (
+    APPLICATION_PATH,
+    KIT_PATH,
+    KIT_PATH_SQL,
+    URL,
+    DeployError,
+    connect,
+    describe,
+    mask_text,
+)
 from migrations.progress import Progress
 
 T = TypeVar("T")
+
+
+def application_sql(cur: Cursor, statement: Any, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run the application's SQL (a migration's phase, its precondition) with public on the path,
+    then give the kit's statements after it pg_catalog only again; its rows, if it returns any."""
+    cur.execute(APPLICATION_PATH)
+    try:
+        cur.execute(statement, params)
+        return cur.fetchall() if cur.description is not None else []
+    finally:
+        if not cur.connection.closed and cur.connection.get_transaction_status() != 3:  # not INERROR
+            cur.execute(KIT_PATH_SQL)
 
 
 @dataclass
@@ -60,6 +81,7 @@ class Session:
         """A session with the run's bounds, so that no query of the runner can queue forever."""
         conn = connect(
             self.url,
+            **KIT_PATH,
             lock_timeout=f"{self.settings.lock_timeout_ms}ms",
             statement_timeout=f"{self.settings.statement_timeout_ms}ms",
         )

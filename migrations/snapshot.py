@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
-from migrations.dburl import URL, DeployError, connect, libpq_command, mask
+from migrations.dburl import KIT_PATH, URL, DeployError, connect, libpq_command, mask
 
 # Lines of a pg_dump that differ between two dumps of the same schema.
 VOLATILE = ("\\restrict", "\\unrestrict", "-- Dumped ")
@@ -58,7 +58,7 @@ def schema_dump(url: URL) -> str:
 
 def take(url: URL) -> Snapshot:
     """Snapshot every table and sequence of the public schema."""
-    conn = connect(url)
+    conn = connect(url, **KIT_PATH)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(

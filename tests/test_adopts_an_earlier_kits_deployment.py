@@ -6,6 +6,7 @@ here, and says so; verification before that is one line saying what to run."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,34 @@ def test_without_its_images_here_adoption_says_what_verification_needs(
     ]
     with_file = db.verify(f"--before={files[1]}")  # just before the priorities changed
     assert with_file.returncode == 0, with_file.output[-3000:]
+
+
+def test_adoption_takes_no_image_planted_beside_the_earlier_kits(
+    earlier: tuple[Db, Path, list[Path]], tmp_path: Path
+) -> None:
+    """Beside the earlier kit's images: one of the broken state taken after the deployment, and
+    one dated just after the genuine base image but writable by anyone, both named far in the
+    future. Adoption takes the genuine image (taken before the ledger's first migration, owned
+    and written by this user only): verification names the broken state."""
+    db, folder, files = earlier
+    db.execute("ALTER TABLE stocks ADD COLUMN planted integer")
+    late = keep_file(db, [], tmp_path / "late")  # taken after the deployment
+    far = folder / f"{late.name[:-30]}29991231_235959_000000.json.gz"
+    late.rename(far)
+    broken = image.load(far)
+    genuine = image.load(files[0])
+    just_after = datetime.fromisoformat(genuine.taken_at) + timedelta(microseconds=1)
+    forged = image.BeforeImage(
+        broken.database, just_after.isoformat(), broken.catalog, identity=broken.identity
+    )
+    image.write(forged, lambda out: None, tmp_path / "forged")
+    assert forged.path is not None
+    writable = folder / f"{late.name[:-30]}29991231_235958_000000.json.gz"
+    forged.path.rename(writable)
+    writable.chmod(0o666)
+    said = ok(db.cli("adopt", env={image.DIR_ENV: str(folder)}))
+    assert str(files[0]) in said and "2999" not in said, said
+    caught = db.verify()
+    assert caught.returncode == 1 and "column stocks.planted: expected nothing" in caught.output, (
+        caught.output[-3000:]
+    )

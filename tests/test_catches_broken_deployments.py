@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
@@ -22,6 +21,8 @@ from tests.checks import (
     ALL_ONE,
     APP_MODELS,
     AS_BEFORE,
+    BLOCKERS,
+    CHECKSUMS,
     CLAIMS,
     DEFAULTS,
     FKS,
@@ -44,17 +45,7 @@ from tests.checks import (
     UNIQUE,
 )
 from tests.conftest import Db, run, throwaway_role
-
-
-@dataclass(frozen=True)
-class Break:
-    """One way to break a database, the checks that must fail, and what they must say."""
-
-    id: str
-    sql: str
-    fails: tuple[str, ...]
-    says: str
-
+from verification.checklists import Break, breaks
 
 # Checks a one-statement break cannot reach (an open session), and the test that breaks them.
 BROKEN_ELSEWHERE = {
@@ -89,6 +80,18 @@ UPGRADED = [
         "DROP TABLE product_info;",
         (TABLES,),
         "table product_info: expected 'logged', found nothing",
+    ),
+    Break(
+        "a view on a new table: a rollback could not drop it",
+        "CREATE VIEW product_names AS SELECT stock_code, prdt_name FROM product_info;",
+        (BLOCKERS,),
+        "found view product_names (on table product_info): a rollback would refuse to start",
+    ),
+    Break(
+        "a table inheriting a new table: a rollback could not drop it",
+        "CREATE TABLE financial_ratios_archive () INHERITS (financial_ratios);",
+        (BLOCKERS,),
+        "table financial_ratios_archive (on table financial_ratios)",
     ),
     Break(
         "varchar(8) where varchar(6) is due",
@@ -351,6 +354,12 @@ UPGRADED = [
         "found 'USING btree (stock_code) (INVALID)'",
     ),
     Break(
+        "an index whose expression raises an error refuses rows the table accepts",
+        "CREATE INDEX ix_product_info_boom ON product_info ((1 / (length(prdt_name) - 3)));",
+        (INDEXES,),
+        "index product_info.ix_product_info_boom: expected nothing",
+    ),
+    Break(
         "second unique index on a new table",
         "CREATE UNIQUE INDEX uq_product_info_again ON product_info (stock_code);",
         (INDEXES,),
@@ -475,6 +484,14 @@ UPGRADED = [
         "an UPDATE of financial_ratios should set updated_at to now (its trigger)",
     ),
     Break(
+        "updated_at trigger keeps an updated_at the statement sends",
+        "CREATE OR REPLACE FUNCTION update_product_info_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN NEW.updated_at := now(); END IF;"
+        " RETURN NEW; END $$;",
+        (probe("test_update_moves_updated_at_to_now[product_info]"),),
+        "an UPDATE of product_info should set updated_at to now (its trigger); it is 2001-02-03",
+    ),
+    Break(
         "updated_at 9 hours off",
         "CREATE OR REPLACE FUNCTION update_product_info_updated_at() RETURNS trigger LANGUAGE plpgsql"
         " AS $$ BEGIN NEW.updated_at := now() AT TIME ZONE 'UTC'; RETURN NEW; END $$;",
@@ -578,6 +595,18 @@ UPGRADED = [
         "setting CONNECTION LIMIT of the database: expected nothing (not set before the deployment), found '0'",
     ),
     Break(
+        "floats read with fewer digits than stored (extra_float_digits below 1)",
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET extra_float_digits = -15', current_database()); END $$;",
+        (DEFAULTS,),
+        "setting extra_float_digits of the database: expected nothing (not set before the deployment), found '-15'",
+    ),
+    Break(
+        "no room for temporary files: sorts and hashes of real tables fail",
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET temp_file_limit = 0', current_database()); END $$;",
+        (DEFAULTS,),
+        "setting temp_file_limit of the database: expected nothing (not set before the deployment), found '0'",
+    ),
+    Break(
         "a database search_path without public: the application finds none of its tables",
         "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = audit', current_database()); END $$;",
         (DEFAULTS,),
@@ -618,6 +647,12 @@ UPGRADED = [
         "UPDATE azak_registry.ledger SET state = 'applying' WHERE name = 'deprecate_priority_column';",
         (LEDGER,),
         "'deprecate_priority_column': 'applying'}",
+    ),
+    Break(
+        "ledger checksum edited: the next downgrade refuses to run",
+        "UPDATE azak_registry.ledger SET checksum = repeat('0', 64) WHERE name = 'add_product_info_table';",
+        (CHECKSUMS,),
+        "the ledger's checksum of add_product_info_table should be the migration's own, found another",
     ),
 ]
 
@@ -734,6 +769,16 @@ def test_rolled_back_check_catches(rolled_back_db: Db, broken: Break) -> None:
     assert_caught(rolled_back_db, broken, "--to=base")
 
 
+CHANGES_OWN = breaks()  # each change's checklist says how to break its own checks (BREAKS)
+
+
+@pytest.mark.skipif(not CHANGES_OWN, reason="no change of the chain declares BREAKS")
+@pytest.mark.parametrize("broken", CHANGES_OWN, ids=[b.id for b in CHANGES_OWN])
+def test_a_changes_own_check_catches(head_db: Db, broken: Break) -> None:
+    """A break a change's checklist declares, applied at the chain's head: its checks fail."""
+    assert_caught(head_db, broken)
+
+
 def test_before_image_without_a_catalog_fails(deployed_db: Db, tmp_path) -> None:
     from migrations import image
     from migrations.dburl import dbname
@@ -769,7 +814,8 @@ HARMLESS = {
     "column order": "ALTER TABLE product_info DROP COLUMN frst_erlm_dt;"
     " ALTER TABLE product_info ADD COLUMN frst_erlm_dt varchar(8);",
     "tuning index on another table": "CREATE INDEX ix_stocks_sector ON stocks (sector);"
-    " CREATE INDEX ix_minute_ts ON stock_prices_minute (ts DESC);",
+    " CREATE INDEX ix_minute_ts ON stock_prices_minute (ts DESC);"
+    " CREATE INDEX ix_product_info_name ON product_info (lower(prdt_name)) WHERE prdt_name > '';",
     "session settings": "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET TimeZone = ''Asia/Seoul''', "
     "current_database()); EXECUTE format('ALTER DATABASE %I SET DateStyle = ''SQL, DMY''', current_database());"
     " EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = ''serializable''',"
@@ -858,13 +904,15 @@ def collected_checks() -> set[str]:
 def test_every_check_is_broken_by_some_case() -> None:
     """No verification check goes without a case above (or in test_operations_checks and
     test_app_models) that makes it fail; and every case names what the failure says."""
-    broken = {c.split("[")[0] for b in UPGRADED + ROLLED_BACK for c in b.fails} | {IMAGE, *BROKEN_ELSEWHERE}
+    cases = UPGRADED + ROLLED_BACK + CHANGES_OWN
+    broken = {c.split("[")[0] for b in cases for c in b.fails} | {IMAGE, *BROKEN_ELSEWHERE}
     broken |= {HEALTH, LOG, RECENT, RESTORABLE, APP_MODELS}
     broken |= {ACCESS}  # tests/test_hardened_verifier_role.py
     assert collected_checks() - broken == set(), (
-        f"checks no test breaks: {sorted(collected_checks() - broken)}"
+        f"checks no test breaks: {sorted(collected_checks() - broken)} (a change's own checks: its"
+        " checklist's BREAKS, verification/checklists.py)"
     )
-    assert all(b.says for b in UPGRADED + ROLLED_BACK)
+    assert all(b.says for b in cases)
 
 
 def test_an_image_file_serves_where_the_kit_did_not_deploy(app_db: Db, tmp_path) -> None:

@@ -288,3 +288,28 @@ def test_a_session_left_holding_the_tables_fails_naming_it(deployed_db: Db) -> N
     assert HELD in result.failed, result.output[-3000:]
     assert f"pid {pid} (postgres, idle in transaction since" in result.output
     assert "holds ShareLock on product_info" in result.output
+
+
+def test_a_reader_role_given_access_since_is_noted_not_failed(deployed_db: Db) -> None:
+    """A reporting role granted SELECT on stocks after the deployment, with its own settings: its
+    settings shape its own sessions only (noted), the application's roles are as before."""
+    setup = "GRANT SELECT ON stocks TO {role}; ALTER ROLE {role} SET statement_timeout = '30s'"
+    with throwaway_role(deployed_db, "azak_reader", setup, "REVOKE ALL ON stocks FROM {role};") as role:
+        result = deployed_db.verify()
+    assert result.returncode == 0, result.output[-4000:]
+    assert DEFAULTS in result.passed
+    assert f"setting statement_timeout of role {role}" in result.output
+    assert "a role given access since" in result.output
+
+
+def test_a_body_that_hides_code_between_line_comments_is_not_the_same_spelling() -> None:
+    """`-- /*` and `-- */` are line comments: the code between them runs. A body read as the
+    expected one with that code left out would be judged by its probes only; it must differ."""
+    from migrations.meaning import body_form
+
+    expected = "BEGIN NEW.updated_at := now(); RETURN NEW; END;"
+    hidden = "BEGIN\n-- /*\nIF TG_OP = 'UPDATE' THEN RETURN NEW; END IF;\n-- */\nNEW.updated_at := now(); RETURN NEW; END;"
+    assert body_form(hidden) != body_form(expected)
+    assert body_form("BEGIN /* a /* nested */ note */ NEW.updated_at = now(); -- x\nRETURN NEW; END") == (
+        body_form(expected)
+    )

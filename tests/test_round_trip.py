@@ -95,3 +95,17 @@ def test_stock_with_an_empty_code_is_deprecated_and_restored_too(app_db: Db) -> 
         assert app_db.value("SELECT priority FROM stocks WHERE code = ''") == 1
         runner.downgrade("base")
     assert app_db.value("SELECT priority FROM stocks WHERE code = ''") == 4
+
+
+def test_a_rollback_something_else_depends_on_is_refused_before_anything_changes(head_db: Db) -> None:
+    """A view on a table the migrations created: PostgreSQL would refuse to drop the table half
+    way through the rollback; the runner refuses before its first step, naming the view."""
+    head_db.execute("CREATE VIEW product_names AS SELECT stock_code, prdt_name FROM product_info")
+    before = head_db.snapshot()
+    done = head_db.cli("downgrade", "--to", "base")
+    assert done.returncode == 1 and "refusing to roll back: view public.product_names" in done.stderr, (
+        done.stderr
+    )
+    assert head_db.snapshot().differences(before) == []
+    head_db.execute("DROP VIEW product_names")
+    assert head_db.cli("downgrade", "--to", "base").returncode == 0

@@ -131,3 +131,21 @@ def test_a_read_only_verifier_needs_select_on_the_registry(deployed_db: Db) -> N
         result = deployed_db.at(deployed_db.url.set(username=role)).verify()
         assert result.returncode == 1, result.output[-3000:]
         assert "USAGE on schema azak_registry and SELECT on its tables" in result.output
+
+
+def test_a_restored_backup_brings_back_its_deployments_yardstick(deployed_db: Db, tmp_path: Path) -> None:
+    """Deployment 1, a backup at its head, a rollback, the application's writes at base, deployment
+    2, then that backup restored: the ledger is deployment 1's, so is the yardstick, at its head
+    and after its rollback (deployment 2's image would name the application's writes)."""
+    assert deployed_db.cli("backup", "--dir", str(tmp_path)).returncode == 0
+    backup = next(tmp_path.glob("*.sql.gz"))
+    assert deployed_db.cli("downgrade", "--to", "base").returncode == 0
+    deployed_db.execute("UPDATE stocks SET priority = 6 - priority WHERE id <= 10")
+    assert deployed_db.cli("upgrade").returncode == 0
+    restored = deployed_db.cli("restore", str(backup), "--yes")
+    assert restored.returncode == 0, restored.stderr
+    at_head = deployed_db.verify("--to", "ledger")
+    assert at_head.returncode == 0, at_head.output[-3000:]
+    assert deployed_db.cli("downgrade", "--to", "base").returncode == 0
+    at_base = deployed_db.verify("--to", "base")
+    assert at_base.returncode == 0, at_base.output[-3000:]

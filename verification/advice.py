@@ -34,6 +34,7 @@ from verification.repairs import Difference, repair
 
 YARDSTICK = "before-image"  # the checklist item of the check that the before-image is known
 BACKUP = "backup"
+BLOCKED = "rollback blocked"  # the item of the check that nothing else depends on the new tables
 DIFFERENCES = pytest.StashKey[list["Difference"]]()  # a catalog check's differences
 SHOWN = 5  # objects named in a step's sentence
 
@@ -254,8 +255,8 @@ class Advisor:
         ledger = self.ledger_steps(failures)
         if ledger:
             return steps + ledger
-        steps += self.yardstick_steps(failures) + self.backup_steps(failures)
-        rest = [f for f in failures if f.item not in (YARDSTICK, BACKUP)]
+        steps += self.yardstick_steps(failures) + self.backup_steps(failures) + self.blocked_steps(failures)
+        rest = [f for f in failures if f.item not in (YARDSTICK, BACKUP, BLOCKED)]
         return steps + (self.damage_steps(rest) if rest or not steps else [])
 
     def ledger_steps(self, failures: list[Failure]) -> list[Step]:
@@ -356,6 +357,19 @@ class Advisor:
             Step(
                 f"No usable recent backup in {self.db.backup_dir}: take one before changing anything:",
                 [self.run(f"backup --dir {where}")],
+            )
+        ]
+
+    def blocked_steps(self, failures: list[Failure]) -> list[Step]:
+        """Objects outside the migrations on their tables: a rollback refuses to start."""
+        if not any(f.item == BLOCKED for f in failures):
+            return []
+        return [
+            Step(
+                "Something outside the migrations depends on their tables (the check names it): it is the"
+                " application's or a DBA's. A rollback refuses to start while it is there; drop or move it"
+                " before any rollback, then verify again:",
+                [self.verify(self.target)],
             )
         ]
 

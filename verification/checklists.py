@@ -5,13 +5,16 @@ A checklist module holds `test_*` checks and their fixtures, and says its checkl
 (`CHECKLIST`); it may name the probes that pin down a trigger function (`PROBED`, with `WRITES`,
 the query that says whether this role may run them, and `NEEDS_REPLICA`). A checklist package
 may add items to the runbook's checklist (`ITEMS`) and name the one its rewritten values are
-judged under (`REWRITTEN`).
+judged under (`REWRITTEN`). Every check must be able to fail: a checklist module says how to
+break the database so that each of its checks fails (`BREAKS`, a list of `Break`), and the kit's
+tests apply each at the chain's head and see the check fail, saying what it says.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -21,6 +24,17 @@ from migrations.steps import Migration, changes
 # The module the checks are collected in: their node ids say `test_changes::<check>`.
 NODE = "test_changes"
 REWRITTEN = "rewritten values"  # the item of a change that names none
+
+
+@dataclass(frozen=True)
+class Break:
+    """One way to break a deployed database (`sql`), the checks that must then fail (`fails`,
+    as `test_changes::<check>` for a change's own), and what the failure must say (`says`)."""
+
+    id: str
+    sql: str
+    fails: tuple[str, ...]
+    says: str
 
 
 def of(change: str) -> ModuleType | None:
@@ -77,3 +91,8 @@ def rewritten_item(migration: Migration) -> str:
 def probed() -> dict[str, tuple[ModuleType, tuple[str, ...]]]:
     """Trigger function → (the checklist module whose probes pin it down, their names)."""
     return {f: (m, probes) for m in modules() for f, probes in getattr(m, "PROBED", {}).items()}
+
+
+def breaks() -> list[Break]:
+    """Every checklist module's `BREAKS`, in the chain's order."""
+    return [b for module in modules() for b in getattr(module, "BREAKS", ())]

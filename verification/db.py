@@ -108,6 +108,12 @@ class Target:
             return None
         return dict(self.rows("SELECT name, state FROM azak_registry.ledger ORDER BY applied_at, name"))
 
+    def checksums(self) -> dict[str, str]:
+        """The checksum the ledger recorded for each migration (empty without a ledger)."""
+        if not self.value(EXISTS, schema="azak_registry", table="ledger"):
+            return {}
+        return dict(self.rows("SELECT name, checksum FROM azak_registry.ledger"))
+
     def legacy_ledger(self) -> bool:
         """Whether the ledger is still an earlier kit's, in public.schema_migrations."""
         return bool(

@@ -194,12 +194,9 @@ class DeploymentReport:
             ]
             for step in Advisor(self.database(name), load_all(), self.chosen, kit).steps(failures):
                 steps.append(Step(where + step.text, step.commands))
-        steps.append(
-            Step(
-                f"To find out why: the queries in {TROUBLESHOOTING}. "
-                "*** stands for the password: put it back, or set DATABASE_URL and drop --db-url."
-            )
-        )
+        masked = any(t.url.password for t in self.targets.values())
+        secret = " *** stands for the password: put it back, or set DATABASE_URL and drop --db-url."
+        steps.append(Step(f"To find out why: the queries in {TROUBLESHOOTING}." + (secret if masked else "")))
         return steps
 
     def kit(self) -> Kit:

@@ -166,7 +166,7 @@ class State:
         more = {
             k for k, v in found.items() if k not in self.expected and wanted(k, v) and self.answers_for(k)
         }
-        context = meaning.Context(found, self.data_keys, categories or {})
+        context = meaning.Context(found, self.data_keys, categories or {}, meaning.roles_of(self.expected))
         judgement = Judgement([])
         for key in sorted(set(expected) | more, key=catalog.sort_key):
             declared = key in expected

@@ -6,7 +6,9 @@ on a judged table fails too. RLS and UNLOGGED are part of a table's definition.
 
 import pytest
 
-from verification.advice import YARDSTICK
+from migrations.blockers import blockers
+from verification.advice import BLOCKED, YARDSTICK
+from verification.db import Target
 from verification.state import Judge, State
 
 CHECKLIST = "tables"
@@ -23,3 +25,20 @@ def test_before_image_is_known(state: State) -> None:
         pytest.skip(state.no_before)
     assert state.before is not None, state.no_before
     assert state.before.catalog, f"the before-image {state.before.source} holds no catalog"
+
+
+@pytest.mark.checklist(BLOCKED)
+def test_nothing_else_depends_on_what_a_rollback_drops(state: State, target: Target) -> None:
+    """A view, another table's foreign key, a child table or a function of the row type on a
+    table the migrations created: PostgreSQL refuses to drop the table, so a rollback would stop
+    there (the runner refuses it before it starts)."""
+    conn = target.conn
+    try:
+        with conn.cursor() as cur:
+            found = blockers(cur, list(state.applied))
+    finally:
+        conn.rollback()
+    assert not found, (
+        "nothing outside the migrations should depend on the tables a rollback drops;"
+        f" found {'; '.join(found)}: a rollback would refuse to start"
+    )

@@ -183,12 +183,14 @@ COUNT_ROWS = {
     "product_info": "SELECT count(*) FROM product_info WHERE stock_code = :code",
     "financial_ratios": "SELECT count(*) FROM financial_ratios WHERE stock_code = :code",
 }
-# An UPDATE that changes nothing but what the trigger does: (updated_at, every other column).
+# An UPDATE that changes nothing but what the trigger does, and sends an updated_at of its own
+# (as an ORM's onupdate may; the probe row's is 2000-01-01): the trigger's now() wins, whatever
+# the statement says. (updated_at, every other column).
 TOUCH_ROW = {
-    "product_info": "UPDATE product_info t SET stock_code = stock_code WHERE id = :id"
-    " RETURNING updated_at::text, to_jsonb(t) - 'updated_at'",
-    "financial_ratios": "UPDATE financial_ratios t SET stock_code = stock_code WHERE id = :id"
-    " RETURNING updated_at::text, to_jsonb(t) - 'updated_at'",
+    "product_info": "UPDATE product_info t SET stock_code = stock_code, updated_at = '2001-02-03'"
+    " WHERE id = :id RETURNING updated_at::text, to_jsonb(t) - 'updated_at'",
+    "financial_ratios": "UPDATE financial_ratios t SET stock_code = stock_code, updated_at = '2001-02-03'"
+    " WHERE id = :id RETURNING updated_at::text, to_jsonb(t) - 'updated_at'",
 }
 ROW_NOW = {
     "product_info": "SELECT to_jsonb(t) - 'updated_at' FROM product_info t WHERE id = :id",

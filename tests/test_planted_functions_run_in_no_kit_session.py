@@ -1,0 +1,115 @@
+"""What the application's owner (or a foreign file run as that owner) puts into public never runs
+in the kit's own sessions, which may be a superuser's: a function or operator that matches a
+call of the kit better than pg_catalog's (`public.unnest(text[])` beats `unnest(anyarray)`,
+`public.||(text, integer)` beats `anynonarray || text`) is never chosen, because the kit's own
+SQL sees pg_catalog only (`dburl.KIT_PATH`). And a restore sets the ledger the backup carries,
+whatever the history says."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from migrations.dburl import libpq_command
+from tests.conftest import Db, throwaway_role
+
+# Each planted object notes who ran it, then does what pg_catalog's would.
+PLANTS = """
+CREATE TABLE public.azak_ran (who text, what text);
+GRANT INSERT ON public.azak_ran TO PUBLIC;
+CREATE FUNCTION public.unnest(a text[]) RETURNS SETOF text LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.azak_ran VALUES (current_user, 'unnest');
+    RETURN QUERY SELECT x FROM pg_catalog.unnest(a) AS x;
+END $f$;
+CREATE FUNCTION public.azak_cat(t text, n integer) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.azak_ran VALUES (current_user, '||');
+    RETURN pg_catalog.textcat(t, n::text);
+END $f$;
+CREATE OPERATOR public.|| (LEFTARG = text, RIGHTARG = integer, FUNCTION = public.azak_cat);
+CREATE FUNCTION public.jsonb_populate_recordset(r anyelement, j jsonb) RETURNS SETOF anyelement
+LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO public.azak_ran VALUES (current_user, 'jsonb_populate_recordset');
+    RETURN QUERY SELECT * FROM pg_catalog.jsonb_populate_recordset(r, j);
+END $f$;
+"""
+
+
+@pytest.fixture
+def planted(app_db: Db) -> Iterator[tuple[Db, str]]:
+    """app_db owned by a role that is no superuser, who planted PLANTS in public."""
+    objects = ("stocks", "stock_prices_minute", "stock_overtime_price")
+    sequences = ("stocks_id_seq", "stock_prices_minute_id_seq", "stock_overtime_price_id_seq")
+    setup = "GRANT CREATE ON SCHEMA public TO {role};" + "".join(
+        f"ALTER TABLE {name} OWNER TO {{role}};" for name in objects + sequences
+    )
+    back = "".join(f"ALTER TABLE IF EXISTS {name} OWNER TO postgres;" for name in objects + sequences)
+    with throwaway_role(
+        app_db,
+        "azak_planter",
+        setup,
+        back + " REVOKE CREATE ON SCHEMA public FROM {role}; DROP OWNED BY {role} CASCADE;",
+    ) as role:
+        app_db.execute(f"SET ROLE {role}; {PLANTS} RESET ROLE;")
+        yield app_db, role
+
+
+def superuser_runs(db: Db, role: str) -> list[tuple[str, str]]:
+    """What planted code ran as anyone but its owner."""
+    return db.execute("SELECT who, what FROM public.azak_ran WHERE who <> %s", (role,))
+
+
+def test_planted_calls_never_run_in_deploy_backup_restore_or_rollback(
+    planted: tuple[Db, str], tmp_path: Path
+) -> None:
+    db, role = planted
+    assert db.cli("upgrade").returncode == 0
+    made = db.cli("backup", "--dir", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    backup = next(tmp_path.glob("*.sql.gz"))
+    assert db.cli("downgrade", "--to", "base").returncode == 0
+    restored = db.cli("restore", str(backup), "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert db.value("SELECT count(*) FROM azak_registry.ledger") == 3  # the backup's ledger
+    assert superuser_runs(db, role) == []
+
+
+def test_planted_calls_never_run_after_a_foreign_restore(planted: tuple[Db, str], tmp_path: Path) -> None:
+    db, role = planted
+    argv, env = libpq_command(db.url)
+    dump = subprocess.run(
+        ["pg_dump", "--inserts", "--clean", "--if-exists", *argv], capture_output=True, env=env, check=True
+    ).stdout
+    foreign = tmp_path / "foreign.sql.gz"
+    foreign.write_bytes(gzip.compress(dump))
+    assert db.cli("upgrade").returncode == 0
+    done = db.cli("restore", str(foreign), "--yes", "--foreign")
+    assert done.returncode == 0, done.stderr
+    assert superuser_runs(db, role) == []
+
+
+def test_restore_sets_the_ledger_the_backup_carries_whatever_the_history_says(
+    deployed_db: Db, tmp_path: Path
+) -> None:
+    """A history row naming the backup (a verifier may insert rows) does not choose the ledger."""
+    made = deployed_db.cli("backup", "--dir", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    backup = next(tmp_path.glob("*.sql.gz"))
+    token = deployed_db.value(
+        "SELECT backup FROM azak_registry.history WHERE backup IS NOT NULL ORDER BY id DESC"
+    )
+    deployed_db.execute(
+        "INSERT INTO azak_registry.history (environment, executor, action, result, backup, ledger)"
+        " VALUES ('production', 'verifier', 'verify', 'passed', %s, '[]')",
+        (token,),
+    )
+    assert deployed_db.cli("downgrade", "--to", "base").returncode == 0
+    assert deployed_db.cli("restore", str(backup), "--yes").returncode == 0
+    names = [r[0] for r in deployed_db.execute("SELECT name FROM azak_registry.ledger ORDER BY applied_at")]
+    assert names == ["add_product_info_table", "add_financial_ratios_table", "deprecate_priority_column"]
