@@ -386,7 +386,8 @@ def inspect(runner: Runner, command: str) -> str:
         return script
     head = f"head: {applied[-1]}" if applied else "at base"
     lines = [f"Database {mask(runner.url)}: {len(applied)} of {len(rows)} migrations applied ({head})."]
-    lines += [f"  {name:<28} {state}" for name, state in rows]
+    width = max((len(name) for name, _ in rows), default=0) + 1
+    lines += [f"  {name:<{width}} {state}" for name, state in rows]
     lines.append(runner.transaction(registry.summary, "read the registry"))
     return "\n".join(lines) + "\n"
 

@@ -79,7 +79,8 @@ SELECT string_agg(r.rolname || CASE WHEN r.rolsuper THEN ' (superuser)'
 FROM pg_catalog.pg_roles r
 WHERE pg_catalog.pg_has_role(%(role)s, r.oid, 'MEMBER')
   AND (r.rolsuper OR r.rolcreaterole
-       OR r.rolname IN ('pg_execute_server_program', 'pg_write_server_files', 'pg_read_server_files'))
+       OR r.rolname IN ('pg_execute_server_program', 'pg_write_server_files', 'pg_read_server_files',
+                        'pg_write_all_data'))  -- (14+) would write the kit's registry too
 """
 RUNNER = sql.SQL(
     "CREATE FUNCTION pg_temp.azak_foreign(script pg_catalog.text) RETURNS void"
@@ -107,9 +108,9 @@ def runner_role(cur: Any, role: str | None) -> str:
         raise UsageError(f"--foreign-role {role}: {describe(exc)}") from None
     if powers:
         raise DeployError(
-            f"a foreign file would run as {role}, a member of {powers}: PostgreSQL would let it run programs"
-            " or change roles; refused, nothing changed (give --foreign-role a role that owns the tables"
-            " and is none of these)"
+            f"a foreign file would run as {role}, a member of {powers}: PostgreSQL would let it run programs,"
+            " change roles or write any table; refused, nothing changed (give --foreign-role a role that owns"
+            " the tables and is none of these)"
         )
     return role
 

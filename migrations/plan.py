@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg2.extensions
 
-from migrations import ledger
+from migrations import batching, ledger
 from migrations.contract import AS_APPLICATION, AS_DEPLOYER
 from migrations.steps import Ddl, Migration
 
@@ -32,10 +32,11 @@ def script(migrations: list[Migration], settings: Settings) -> str:
             if isinstance(phase, Ddl):
                 out += [AS_APPLICATION.strip(), phase.sql.strip()]
             else:
+                shared = settings.workers > 1 and batching.splittable(m.contract.rewrites) is not None
                 out.append(
                     f"-- repeated, one transaction per batch of {settings.batch_size} keys,"
                     " each after the last key done, until the statement returns NULL"
-                    f" ({settings.workers} sessions share a large table's key range)"
+                    + (f" ({settings.workers} sessions share a large table's key range)" if shared else "")
                 )
                 out.append(
                     "SET LOCAL synchronous_commit = off;  -- the ledger's last mark waits for the disk"

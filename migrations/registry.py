@@ -34,7 +34,7 @@ COMMENT = "azak-db-migrations registry v2: ledger, before-images, history (remov
 SETUP_LOCK = (0x417A616B, 2)  # serialises creating the registry and adopting an earlier kit's ledger
 
 DDL = (
-    ledger.CREATE
+    ledger.CREATE  # noqa: S608 (COMMENT is the kit's constant)
     + """
 CREATE TABLE IF NOT EXISTS azak_registry.deployments (
     id bigserial PRIMARY KEY,
@@ -80,10 +80,24 @@ CREATE TABLE IF NOT EXISTS azak_registry.history (
     backup text,
     ledger jsonb
 );
--- v2: a restore makes the deployment its backup was taken in current again (`current`)
-ALTER TABLE azak_registry.deployments ADD COLUMN IF NOT EXISTS made_current bigint;
+-- v2: a restore makes the deployment its backup was taken in current again (`current`). Only
+-- the registry's owner may change it: another deploying role leaves a v1 registry as it is.
+DO $azak$
+DECLARE
+    owner boolean := pg_catalog.pg_has_role((SELECT nspowner FROM pg_catalog.pg_namespace
+                                             WHERE nspname = 'azak_registry'), 'USAGE');
+BEGIN
+    IF owner AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attname = 'made_current'
+                             AND attrelid = 'azak_registry.deployments'::pg_catalog.regclass) THEN
+        ALTER TABLE azak_registry.deployments ADD COLUMN made_current bigint;
+    END IF;
+    IF owner THEN
 """
-    + f"COMMENT ON SCHEMA azak_registry IS '{COMMENT}';\n"
+    + f"        COMMENT ON SCHEMA azak_registry IS '{COMMENT}';\n"
+    + """    END IF;
+END
+$azak$;
+"""
 )
 
 

@@ -83,3 +83,24 @@ def test_kit_restore_records_the_file_the_ledger_and_the_reason(app_db: Db, tmp_
     )[0]
     assert last == ("restore", str(dump), "passed", "ledger: base", "the application misbehaves"), last
     assert app_db.value("SELECT count(*) FROM azak_registry.history WHERE action = 'restore'") == 1
+
+
+def test_an_earlier_registry_is_brought_up_to_date_by_the_next_command(deployed_db: Db) -> None:
+    """A registry as the previous kit made it (v1: no `made_current`) gains it with the next
+    command, and verification reads either."""
+    deployed_db.execute(
+        "ALTER TABLE azak_registry.deployments DROP COLUMN made_current;"
+        " COMMENT ON SCHEMA azak_registry IS 'azak-db-migrations registry v1: ledger, before-images,"
+        " history (removed by forget-registry)'"
+    )
+    assert deployed_db.verify().returncode == 0
+    ok(deployed_db.cli("adopt"))
+    assert (
+        deployed_db.value(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'azak_registry.deployments'::regclass"
+            " AND attname = 'made_current'"
+        )
+        == 1
+    )
+    assert "registry v2" in deployed_db.value("SELECT obj_description('azak_registry'::regnamespace)")
+    assert deployed_db.verify().returncode == 0
