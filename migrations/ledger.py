@@ -86,12 +86,13 @@ class Entry:
 
 
 def where(cur: Cursor) -> str | None:
-    """The ledger table: the registry's, else an earlier kit's in public, else None (base,
-    never deployed)."""
+    """The ledger table: the registry's, else an earlier kit's in public (a table), else None
+    (base, never deployed)."""
     return scalar(
         cur,
         "SELECT CASE WHEN to_regclass('azak_registry.ledger') IS NOT NULL THEN 'azak_registry.ledger'"
-        " WHEN to_regclass('public.schema_migrations') IS NOT NULL THEN 'public.schema_migrations' END",
+        " WHEN (SELECT relkind FROM pg_catalog.pg_class WHERE oid = to_regclass('public.schema_migrations'))"
+        " = 'r' THEN 'public.schema_migrations' END",
     )
 
 

@@ -99,6 +99,15 @@ def roles_of(facts: Mapping[Key, str | None]) -> frozenset[str]:
     return frozenset(names)
 
 
+def newcomer(role: str, context: Context) -> bool:
+    """A role granted privileges since the yardstick, which had none then (a member of the
+    application's role is no newcomer: it acts as the application)."""
+    if context.roles is None or role in context.roles:
+        return False
+    granted = {k: v for k, v in context.found.items() if k.kind == "grant"}
+    return role in roles_of(granted)
+
+
 def role_named(target: str) -> str:
     """The role a setting's target names ('role x', 'role "X y" in the database'), unquoted."""
     name = target.removeprefix("role ").removesuffix(" in the database")
@@ -168,30 +177,33 @@ def plain_index(definition: str) -> bool:
 # Calls an index expression or predicate may make without ever raising an error on a value
 # its column holds; a cast to text likewise. Anything else (a division, another cast, another
 # function) might refuse a row the table accepts: the index is judged as a constraint would be.
-TOTAL_CALLS = {"lower", "upper", "btrim", "ltrim", "rtrim", "coalesce", "md5", "length", "left", "right"}
-TEXT_CASTS = {"text", "character varying", "varchar"}
+TOTAL_CALLS = {
+    "lower", "upper", "btrim", "ltrim", "rtrim", "coalesce", "md5", "length", "left", "right", "date_trunc",
+}  # fmt: skip
+WIDENING_CASTS = {"text", "character varying", "varchar", "date", "bigint"}
+CALL = re.compile(r'((?:"(?:[^"]|"")+"|[a-z_]\w*)(?:\.(?:"(?:[^"]|"")+"|[a-z_]\w*))?)\(')
 
 
 def can_raise(definition: str) -> bool:
-    """Whether an index's expressions or predicate could raise an error on some row."""
+    """Whether an index's expressions or predicate could raise an error on some row: arithmetic
+    (overflow, division), a cast but to text, a date or a bigint, a call of anything but a few of
+    pg_catalog's total functions (a quoted or schema-qualified name is another function)."""
     body = re.sub(r"'(?:[^']|'')*'", "''", definition.partition("USING ")[2])
     body = re.sub(r"(\(-?[\d.]+\)|'')::[a-z ]+", "''", body)  # a constant, cast once when it is made
-    if re.search(r"[/%^]", body):
+    body = re.sub(r"\(-[\d.]+\)", "0", body)  # a negative constant
+    if re.search(r"[-+*/%^]", body.replace("::", " ")):
         return True
-    if any(cast.strip() not in TEXT_CASTS for cast in re.findall(r"::([a-z ]+)", body)):
+    if any(cast.strip() not in WIDENING_CASTS for cast in re.findall(r"::([a-z ]+)", body)):
         return True
-    return any(name.rpartition(".")[2] not in TOTAL_CALLS for name in re.findall(r"([a-z_][\w.]*)\(", body))
+    names = [name.removeprefix("pg_catalog.") for name in CALL.findall(body)]
+    return any(name not in TOTAL_CALLS for name in names)
 
 
 def setting(key: Key, context: Context) -> Weight:
     """A database or role default: by what the setting decides."""
     name = key.name.lower()
     path = context.found.get(key)
-    if (
-        key.table.startswith("role ")
-        and context.roles is not None
-        and role_named(key.table) not in context.roles
-    ):
+    if key.table.startswith("role ") and newcomer(role_named(key.table), context):
         return Weight(NOTED, "a role given access since: its settings shape its own sessions only")
     if name == "search_path" and path is not None and "public" not in path.replace('"', "").split(", "):
         return Weight(FAILS)  # the application's tables are not found at all
@@ -207,7 +219,7 @@ def setting(key: Key, context: Context) -> Weight:
     return Weight(FAILS)
 
 
-UNITS_KB = {"kb": 1, "mb": 1 << 10, "gb": 1 << 20, "tb": 1 << 30}
+UNITS_KB = {"b": 1 / 1024, "kb": 1, "mb": 1 << 10, "gb": 1 << 20, "tb": 1 << 30}
 SMALL_TEMP_FILES_KB = 1 << 20  # temp_file_limit below 1 GB: sorts and hashes of real tables fail
 
 
@@ -216,12 +228,17 @@ def limits(name: str, value: str | None) -> bool:
     read with fewer digits than stored, or statements that fail for want of temporary space."""
     if value is None:
         return False
-    text = value.strip().strip("'").lower()
+    found = re.fullmatch(
+        r"([-+]?\d*\.?\d+(?:e[-+]?\d+)?)\s*(b|kb|mb|gb|tb)?", value.strip().strip("'").lower()
+    )
+    if found is None:
+        return False
+    number = float(found[1])
     if name == "extra_float_digits":
-        return bool(re.fullmatch(r"-?\d+", text)) and int(text) < 1
+        return round(number) < 1  # PostgreSQL rounds an integer setting given as a fraction
     if name == "temp_file_limit":
-        found = re.fullmatch(r"(-?\d+)\s*(kb|mb|gb|tb)?", text)
-        return found is not None and 0 <= int(found[1]) * UNITS_KB[found[2] or "kb"] < SMALL_TEMP_FILES_KB
+        kb = number * UNITS_KB[found[2] or "kb"]
+        return 0 <= kb < SMALL_TEMP_FILES_KB
     return False
 
 
@@ -269,8 +286,28 @@ def constraint(key: Key, want: str, have: str, context: Context) -> Weight:
             return Weight(NOTED, "MATCH FULL on NOT NULL columns accepts the same rows")
     wanted, found = check_parts(want), check_parts(have)
     if wanted and found and wanted[1] == found[1]:
+        if array_form(wanted[0]) == array_form(found[0]):
+            return Weight(NOTED, "the same CHECK as PostgreSQL reads it back from a dump (restored)")
         return Weight(BEHAVIOUR, "the CHECK is spelled differently")
     return Weight(FAILS)
+
+
+# `(ARRAY['0'::character varying, '1'::character varying])::text[]`, as PostgreSQL stores
+# `x IN ('0', '1')`, comes back from pg_dump as `ARRAY[('0'::character varying)::text, ...]`.
+ARRAY_CAST = re.compile(r"\(ARRAY\[((?:[^\[\]']|'(?:[^']|'')*')*)\]\)::([a-z ]+)\[\]")
+LITERALS = re.compile(r"'(?:[^']|'')*'::[a-z ]+")
+
+
+def array_form(expression: str) -> str:
+    """A CHECK expression with every cast of an array of literals moved onto its elements."""
+
+    def spread(found: re.Match[str]) -> str:
+        items = LITERALS.findall(found[1])
+        if ", ".join(items) != found[1]:
+            return found[0]  # not an array of literals only: left as it is
+        return "ARRAY[" + ", ".join(f"({item})::{found[2]}" for item in items) + "]"
+
+    return ARRAY_CAST.sub(spread, expression)
 
 
 def not_null(found: Mapping[Key, str], table: str, column: str) -> bool:
@@ -341,7 +378,10 @@ SPACING = re.compile(
 )
 # What a body is read as, left to right: a literal or quoted name (kept as written), a comment
 # (`--` to the line's end, `/* */` nested as PostgreSQL nests them), or code.
-TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\w*)\$.*?\$\1\$|--[^\n]*|/\*", re.S)
+TOKEN = re.compile(
+    r"(?<![\w$])[eE]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(\w*)\$.*?\$\1\$|--[^\n]*|/\*",
+    re.S,
+)
 
 
 def pieces(body: str) -> list[tuple[bool, str]]:

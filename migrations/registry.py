@@ -106,15 +106,28 @@ def exists(cur: Cursor) -> bool:
     return bool(scalar(cur, "SELECT to_regclass('azak_registry.history') IS NOT NULL"))
 
 
+V1_COMMENT = "azak-db-migrations registry v1: ledger, before-images, history (removed by forget-registry)"
+# Ready: this version's registry, or a v1 registry another role than its owner uses as it is
+# (only the owner brings it to v2; both versions read the same).
+READY_SQL = """
+SELECT coalesce(pg_catalog.obj_description(n.oid, 'pg_namespace'), '') = %(now)s
+    OR (pg_catalog.obj_description(n.oid, 'pg_namespace') = %(v1)s
+        AND NOT pg_catalog.pg_has_role(n.nspowner, 'USAGE'))
+FROM (SELECT NULL) AS one LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = 'azak_registry'
+"""
+# An earlier kit's ledger: a table (a view or anything else of that name is no ledger: reading it
+# could run its owner's code).
+LEGACY_LEDGER_SQL = (
+    "SELECT EXISTS (SELECT FROM pg_catalog.pg_class"
+    " WHERE oid = pg_catalog.to_regclass('public.schema_migrations') AND relkind = 'r')"
+)
+
+
 def ensure(cur: Cursor, chain: list[Migration]) -> list[str]:
     """Make the registry if it is not there, and move an earlier kit's ledger (and its local
     before-images) into it; the sentences that say what was moved. In the caller's transaction."""
-    ready = scalar(
-        cur,
-        "SELECT coalesce(obj_description(to_regnamespace('azak_registry'), 'pg_namespace'), '') = %s",
-        (COMMENT,),
-    )
-    legacy = "SELECT to_regclass('public.schema_migrations') IS NOT NULL"
+    ready = scalar(cur, READY_SQL, {"now": COMMENT, "v1": V1_COMMENT})
+    legacy = LEGACY_LEDGER_SQL
     if ready and not scalar(cur, legacy):
         return []
     cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", SETUP_LOCK)

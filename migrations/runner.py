@@ -16,6 +16,7 @@ from migrations import application, catalog, drift, ledger, plan
 from migrations.blockers import blockers
 from migrations.dburl import URL, DeployError, UsageError
 from migrations.keeping import Keeping
+from migrations.lookalikes import lookalikes
 from migrations.session import Settings, application_sql
 from migrations.steps import Migration, load_all, previous
 
@@ -144,7 +145,15 @@ class Runner(Keeping):
         target = self.find(to) if to else len(self.migrations) - 1
         with self.deployment_lock():
             entries = self.entries()
-            self.check_preconditions([m for m in self.migrations[: target + 1] if m.name not in entries])
+            pending = [m for m in self.migrations[: target + 1] if m.name not in entries]
+            unfinished = [
+                m
+                for m in self.migrations[: target + 1]
+                if m.name in entries and entries[m.name].state != "applied"
+            ]
+            if pending or unfinished:
+                self.refuse_lookalikes()
+            self.check_preconditions(pending)
             self.refuse_changed("upgrade", self.migrations, entries)
             adoptable = self.check_drift(entries)
             self.ensure_registry()
@@ -177,6 +186,8 @@ class Runner(Keeping):
             entries = self.entries()
             todo = [m for m in self.migrations[target + 1 :] if m.name in entries][::-1]
             self.refuse_changed("roll back", todo, entries)
+            if todo:
+                self.refuse_lookalikes()
             self.refuse_blocked(todo)
             for m in todo:
                 self.say(f"← {m.name}")
@@ -187,6 +198,17 @@ class Runner(Keeping):
                 if left:
                     self.say(f"left in place, not recorded in the ledger (made by hand?): {', '.join(left)}")
             return [m.name for m in todo]
+
+    def refuse_lookalikes(self) -> None:
+        """A migration's statements see public: a function or operator there named like
+        PostgreSQL's own could run in their place, as the deploying role. Refused first."""
+        found = self.transaction(lookalikes, "functions named like PostgreSQL's own")
+        if found:
+            raise DeployError(
+                f"refusing to run: public holds {', '.join(found)}, named like PostgreSQL's own: a"
+                " migration's statement could call it instead, as the deploying role. Rename or drop it"
+                " (or install it as an extension's); nothing was changed"
+            )
 
     def refuse_blocked(self, todo: list[Migration]) -> None:
         """A rollback PostgreSQL would stop half way (something else depends on a table it

@@ -32,6 +32,7 @@ from tests.checks import (
     INDEXES,
     LEDGER,
     LOG,
+    LOOKALIKES,
     OWNERS,
     RECENT,
     RESTORABLE,
@@ -360,6 +361,20 @@ UPGRADED = [
         "index product_info.ix_product_info_boom: expected nothing",
     ),
     Break(
+        "an index whose arithmetic overflows on the next ids refuses them",
+        "CREATE INDEX ix_stocks_boom ON stocks ((id + 2147483000));",
+        (INDEXES,),
+        "index stocks.ix_stocks_boom: expected nothing",
+    ),
+    Break(
+        "a login role acting as the application made read-only",
+        "DO $$ BEGIN EXECUTE format('GRANT %I TO {role}', (SELECT pg_get_userbyid(relowner) FROM pg_class"
+        " WHERE oid = 'stocks'::regclass)); EXECUTE format('ALTER ROLE {role} IN DATABASE %I"
+        " SET default_transaction_read_only = on', current_database()); END $$;",
+        (DEFAULTS,),
+        "setting default_transaction_read_only of role {role} in the database: expected nothing",
+    ),
+    Break(
         "second unique index on a new table",
         "CREATE UNIQUE INDEX uq_product_info_again ON product_info (stock_code);",
         (INDEXES,),
@@ -607,6 +622,12 @@ UPGRADED = [
         "setting temp_file_limit of the database: expected nothing (not set before the deployment), found '0'",
     ),
     Break(
+        "now() in public, before pg_catalog on the application's path: updated_at frozen",
+        "CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql AS $$SELECT timestamptz '2000-01-01'$$;",
+        (LOOKALIKES,),
+        "public should hold no function or operator named like PostgreSQL's own; found public.now()",
+    ),
+    Break(
         "a database search_path without public: the application finds none of its tables",
         "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = audit', current_database()); END $$;",
         (DEFAULTS,),
@@ -815,7 +836,8 @@ HARMLESS = {
     " ALTER TABLE product_info ADD COLUMN frst_erlm_dt varchar(8);",
     "tuning index on another table": "CREATE INDEX ix_stocks_sector ON stocks (sector);"
     " CREATE INDEX ix_minute_ts ON stock_prices_minute (ts DESC);"
-    " CREATE INDEX ix_product_info_name ON product_info (lower(prdt_name)) WHERE prdt_name > '';",
+    " CREATE INDEX ix_product_info_name ON product_info (lower(prdt_name)) WHERE prdt_name > '';"
+    " CREATE INDEX ix_product_info_day ON product_info (date_trunc('day', created_at));",
     "session settings": "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET TimeZone = ''Asia/Seoul''', "
     "current_database()); EXECUTE format('ALTER DATABASE %I SET DateStyle = ''SQL, DMY''', current_database());"
     " EXECUTE format('ALTER DATABASE %I SET default_transaction_isolation = ''serializable''',"

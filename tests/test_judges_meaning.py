@@ -313,3 +313,21 @@ def test_a_body_that_hides_code_between_line_comments_is_not_the_same_spelling()
     assert body_form("BEGIN /* a /* nested */ note */ NEW.updated_at = now(); -- x\nRETURN NEW; END") == (
         body_form(expected)
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fails"),
+    [
+        ("extra_float_digits", "0.4", True),  # PostgreSQL rounds it to 0: floats lose digits
+        ("extra_float_digits", "+0", True),
+        ("extra_float_digits", "3", False),
+        ("temp_file_limit", "0.5GB", True),  # sorts and hashes of real tables fail
+        ("temp_file_limit", "536870912B", True),
+        ("temp_file_limit", "10GB", False),
+        ("temp_file_limit", "-1", False),
+    ],
+)
+def test_limiting_settings_are_read_as_postgresql_reads_them(name: str, value: str, fails: bool) -> None:
+    from migrations.meaning import limits
+
+    assert limits(name, value) is fails

@@ -19,9 +19,8 @@ from migrations.steps import load_all
 from tests.conftest import Db, throwaway_role
 
 # Each planted object notes who ran it, then does what pg_catalog's would.
-PLANTS = """
-CREATE TABLE public.azak_ran (who text, what text);
-GRANT INSERT ON public.azak_ran TO PUBLIC;
+RAN = "CREATE TABLE public.azak_ran (who text, what text); GRANT INSERT ON public.azak_ran TO PUBLIC;"
+LOOKALIKES = """
 CREATE FUNCTION public.unnest(a text[]) RETURNS SETOF text LANGUAGE plpgsql AS $f$
 BEGIN
     INSERT INTO public.azak_ran VALUES (current_user, 'unnest');
@@ -40,6 +39,7 @@ BEGIN
     RETURN QUERY SELECT * FROM pg_catalog.jsonb_populate_recordset(r, j);
 END $f$;
 """
+PLANTS = RAN + LOOKALIKES
 
 
 @pytest.fixture
@@ -66,15 +66,31 @@ def superuser_runs(db: Db, role: str) -> list[tuple[str, str]]:
     return db.execute("SELECT who, what FROM public.azak_ran WHERE who <> %s", (role,))
 
 
-def test_planted_calls_never_run_in_deploy_backup_restore_or_rollback(
+UNPLANT = """
+DROP OPERATOR public.|| (text, integer); DROP FUNCTION public.azak_cat(text, integer);
+DROP FUNCTION public.unnest(text[]); DROP FUNCTION public.jsonb_populate_recordset(anyelement, jsonb);
+"""
+
+
+def test_lookalikes_stop_a_deployment_and_never_run_in_backup_or_restore(
     planted: tuple[Db, str], tmp_path: Path
 ) -> None:
+    """The runner refuses to upgrade or roll back while public holds them (a migration's own
+    statements see public); backup and restore run with them there, and call none."""
     db, role = planted
+    refused = db.cli("upgrade")
+    assert refused.returncode == 1 and "refusing to run: public holds operator public.||(text, integer)" in (
+        refused.stderr
+    ), refused.stderr
+    assert "public.unnest(text[])" in refused.stderr and "nothing was changed" in refused.stderr
+    assert not db.value("SELECT to_regclass('public.product_info') IS NOT NULL")
+    db.execute(f"SET ROLE {role}; {UNPLANT} RESET ROLE;")
     assert db.cli("upgrade").returncode == 0
+    db.execute(f"SET ROLE {role}; {LOOKALIKES} RESET ROLE;")  # again, after the deployment
     made = db.cli("backup", "--dir", str(tmp_path))
     assert made.returncode == 0, made.stderr
     backup = next(tmp_path.glob("*.sql.gz"))
-    assert db.cli("downgrade", "--to", "base").returncode == 0
+    assert "refusing to run: public holds" in db.cli("downgrade", "--to", "base").stderr
     restored = db.cli("restore", str(backup), "--yes")
     assert restored.returncode == 0, restored.stderr
     assert db.value("SELECT count(*) FROM azak_registry.ledger") == len(load_all())  # the backup's ledger
@@ -89,7 +105,6 @@ def test_planted_calls_never_run_after_a_foreign_restore(planted: tuple[Db, str]
     ).stdout
     foreign = tmp_path / "foreign.sql.gz"
     foreign.write_bytes(gzip.compress(dump))
-    assert db.cli("upgrade").returncode == 0
     done = db.cli("restore", str(foreign), "--yes", "--foreign")
     assert done.returncode == 0, done.stderr
     assert superuser_runs(db, role) == []

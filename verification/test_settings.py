@@ -4,6 +4,7 @@ every database or role default left behind (read-only sessions, timeouts, ...)."
 
 from migrations import catalog
 from migrations.lock import LOCK_KEY
+from migrations.lookalikes import lookalikes
 from verification.db import Target
 from verification.state import Judge, State
 
@@ -80,6 +81,22 @@ def test_sessions_find_the_deployments_tables_in_public(state: State, target: Ta
         found = [row[0] for row in target.rows(SHADOWS, schemas=schemas, tables=tables)] if schemas else []
         shadowed += [f"{who(role)} ({setting}) resolves {name.split('.')[1]} to {name}" for name in found]
     assert not shadowed, "sessions should find the deployment's tables in public; " + "; ".join(shadowed)
+
+
+def test_no_function_in_public_is_named_like_postgresqls_own(target: Target) -> None:
+    """A function or operator in public (no extension's) named like one of pg_catalog, and a
+    better match for some call, runs in its place in the application's statements (a session
+    whose search_path lists pg_catalog after public uses even an exact twin): the runner
+    refuses to deploy or roll back while one is there."""
+    conn = target.conn
+    try:
+        with conn.cursor() as cur:
+            found = lookalikes(cur)
+    finally:
+        conn.rollback()
+    assert not found, (
+        f"public should hold no function or operator named like PostgreSQL's own; found {', '.join(found)}"
+    )
 
 
 def test_database_and_role_settings_are_as_before(judge: Judge) -> None:
