@@ -104,3 +104,17 @@ def test_an_earlier_registry_is_brought_up_to_date_by_the_next_command(deployed_
     )
     assert "registry v2" in deployed_db.value("SELECT obj_description('azak_registry'::regnamespace)")
     assert deployed_db.verify().returncode == 0
+
+
+def test_after_a_kit_restore_the_next_upgrade_meets_no_drift(deployed_db: Db, tmp_path: Path) -> None:
+    """pg_dump gives `x IN ('0', '1')` back as `ARRAY[('0'::character varying)::text, ...]`: the
+    same CHECK, so the next upgrade is not refused as drift, and verification notes it."""
+    ok(deployed_db.cli("backup", "--dir", str(tmp_path)))
+    ok(deployed_db.cli("restore", str(next(tmp_path.glob("*.sql.gz"))), "--yes"))
+    assert "ARRAY[('0'::character varying)::text" in deployed_db.value(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'ck_financial_ratios_div_cls_code'"
+    )
+    ok(deployed_db.cli("upgrade"))
+    verified = deployed_db.verify()
+    assert verified.returncode == 0, verified.output[-3000:]
+    assert "the same CHECK as PostgreSQL reads it back from a dump" in verified.output
