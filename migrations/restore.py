@@ -95,7 +95,26 @@ def checked(
         copy.seek(0)
     if not elsewhere:
         provenance.refuse_elsewhere(manifest, target, str(path))
+    elif manifest.identity.differences(target) and not carries_ledger(copy, path, manifest):
+        raise DeployError(
+            f"{path} was made by an earlier kit: its ledger comes from the history of {manifest.identity},"
+            f" which {target} does not hold (this database's ledger would say base over the tables);"
+            " refused, nothing changed: restore it into the database it was taken of"
+        )
     return manifest, f"{path} (a backup of {manifest.identity}, taken {manifest.taken_at})"
+
+
+CARRIED = b"pg_catalog.convert_from(pg_catalog.decode('"  # the prelude of a backup that carries its ledger
+
+
+def carries_ledger(copy: IO[bytes], path: Path, manifest: Manifest) -> bool:
+    """Whether the backup's prelude carries its ledger (this kit's), or takes it from the target's
+    history by the backup's token (an earlier kit's)."""
+    try:
+        stream = provenance.content(copy, path.name)
+        return CARRIED in stream.read(manifest.teardown_end + (64 << 10))
+    finally:
+        copy.seek(0)
 
 
 def restore(
