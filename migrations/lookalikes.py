@@ -2,35 +2,48 @@
 extension's): where one matches a call's argument types better than pg_catalog's
 (`public.format(text, text)`, `public.=(varchar, varchar)`, `public.max(varchar)`), PostgreSQL
 calls it instead, with the rights of whoever runs the statement. The kit's own statements never
-see `public`, but a migration's do, and the application's sessions may: the runner refuses to
-upgrade or roll back while one is there, and verification names them."""
+see `public`, but a migration's do: the runner refuses to upgrade or roll back while one owned by
+another role, no superuser, is there (its code would run with the deployer's rights), and
+verification names those that came since the yardstick (they change what the application's
+statements call)."""
 
 from __future__ import annotations
 
 from psycopg2.extensions import cursor as Cursor
 
-NOT_AN_EXTENSIONS = """NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.deptype = 'e'
-                  AND d.classid = '{catalog}'::pg_catalog.regclass AND d.objid = {alias}.oid)"""
-LOOKALIKES_SQL = f"""
-SELECT 'public.' || p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')'
+# (name in the report, the function's name or NULL for an operator, its owner)
+LOOKALIKES_SQL = """
+SELECT 'public.' || p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')', p.proname, p.proowner
 FROM pg_catalog.pg_proc p
 WHERE p.pronamespace = 'public'::pg_catalog.regnamespace
   AND EXISTS (SELECT FROM pg_catalog.pg_proc c
               WHERE c.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.proname = p.proname)
-  AND {NOT_AN_EXTENSIONS.format(catalog="pg_catalog.pg_proc", alias="p")}
+  AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.deptype = 'e'
+                  AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid)
 UNION ALL
 SELECT 'operator public.' || o.oprname || '(' || pg_catalog.format_type(o.oprleft, NULL) || ', '
-       || pg_catalog.format_type(o.oprright, NULL) || ')'
+       || pg_catalog.format_type(o.oprright, NULL) || ')', NULL, o.oprowner
 FROM pg_catalog.pg_operator o
 WHERE o.oprnamespace = 'public'::pg_catalog.regnamespace
   AND EXISTS (SELECT FROM pg_catalog.pg_operator c
               WHERE c.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.oprname = o.oprname)
-  AND {NOT_AN_EXTENSIONS.format(catalog="pg_catalog.pg_operator", alias="o")}
-ORDER BY 1
-"""  # noqa: S608 (no input: the catalogs' names)
+  AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.deptype = 'e'
+                  AND d.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND d.objid = o.oid)
+"""
+UNTRUSTED = f"""
+SELECT l.shown FROM ({LOOKALIKES_SQL}) AS l(shown, name, owner) JOIN pg_catalog.pg_roles r ON r.oid = l.owner
+WHERE NOT r.rolsuper AND r.rolname <> current_user ORDER BY 1
+"""  # noqa: S608 (no input)
 
 
-def lookalikes(cur: Cursor) -> list[str]:
-    """'public.format(text, text)', 'operator public.=(character varying, character varying)', ..."""
-    cur.execute(LOOKALIKES_SQL)
+def untrusted(cur: Cursor) -> list[str]:
+    """Lookalikes owned by another role than this session's, no superuser: 'public.format(text,
+    text)', 'operator public.=(character varying, character varying)', ..."""
+    cur.execute(UNTRUSTED)
     return [str(row[0]) for row in cur.fetchall()]
+
+
+def lookalikes(cur: Cursor) -> list[tuple[str, str | None]]:
+    """Every lookalike: (as shown, the function's name; None for an operator)."""
+    cur.execute(LOOKALIKES_SQL + " ORDER BY 1")
+    return [(str(shown), name) for shown, name, _ in cur.fetchall()]

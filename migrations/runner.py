@@ -16,7 +16,7 @@ from migrations import application, catalog, drift, ledger, plan
 from migrations.blockers import blockers
 from migrations.dburl import URL, DeployError, UsageError
 from migrations.keeping import Keeping
-from migrations.lookalikes import lookalikes
+from migrations.lookalikes import untrusted
 from migrations.session import Settings, application_sql
 from migrations.steps import Migration, load_all, previous
 
@@ -201,13 +201,14 @@ class Runner(Keeping):
 
     def refuse_lookalikes(self) -> None:
         """A migration's statements see public: a function or operator there named like
-        PostgreSQL's own could run in their place, as the deploying role. Refused first."""
-        found = self.transaction(lookalikes, "functions named like PostgreSQL's own")
+        PostgreSQL's own, of another role (no superuser), could run in their place with the
+        deploying role's rights. Refused first."""
+        found = self.transaction(untrusted, "functions named like PostgreSQL's own")
         if found:
             raise DeployError(
                 f"refusing to run: public holds {', '.join(found)}, named like PostgreSQL's own: a"
-                " migration's statement could call it instead, as the deploying role. Rename or drop it"
-                " (or install it as an extension's); nothing was changed"
+                " migration's statement could call it instead, with the deploying role's rights. Rename"
+                " or drop it (or deploy as its owner); nothing was changed"
             )
 
     def refuse_blocked(self, todo: list[Migration]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,16 @@ def test_restore_sets_the_ledger_the_backup_carries_whatever_the_history_says(
     assert deployed_db.cli("restore", str(backup), "--yes").returncode == 0
     names = [r[0] for r in deployed_db.execute("SELECT name FROM azak_registry.ledger ORDER BY applied_at")]
     assert names == ["add_product_info_table", "add_financial_ratios_table", "deprecate_priority_column"]
+
+
+def test_a_lookalike_the_database_had_before_stops_nothing(app_db: Db) -> None:
+    """A DBA's helper `public.round(double precision, integer)`, there before the deployment and
+    owned by a superuser: the deployment runs, verification passes (it is in the yardstick)."""
+    app_db.execute(
+        "CREATE FUNCTION public.round(double precision, integer) RETURNS numeric LANGUAGE sql"
+        " AS 'SELECT pg_catalog.round($1::numeric, $2)'"
+    )
+    done = app_db.cli("upgrade")
+    assert done.returncode == 0, done.stderr
+    verified = replace(app_db, to=None).verify()
+    assert verified.returncode == 0, verified.output[-3000:]
