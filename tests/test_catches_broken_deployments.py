@@ -401,14 +401,6 @@ UPGRADED = [
     ),
     # -- priority, triggers, functions ---------------------------------------------------------
     Break(
-        "a priority of 3",
-        "ALTER TABLE stocks DISABLE TRIGGER trigger_stocks_priority_deprecated;"
-        " UPDATE stocks SET priority = 3 WHERE code = '005930';"
-        " ALTER TABLE stocks ENABLE TRIGGER trigger_stocks_priority_deprecated;",
-        (ALL_ONE,),
-        "1 → 299, 3 → 1",
-    ),
-    Break(
         "a saved original of 1",
         "UPDATE stocks_priority_backup SET priority = 1 WHERE code = '005930';",
         (SAVED,),
@@ -497,14 +489,6 @@ UPGRADED = [
         " LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;",
         (probe("test_update_moves_updated_at_to_now[financial_ratios]"),),
         "an UPDATE of financial_ratios should set updated_at to now (its trigger)",
-    ),
-    Break(
-        "updated_at trigger keeps an updated_at the statement sends",
-        "CREATE OR REPLACE FUNCTION update_product_info_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$"
-        " BEGIN IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN NEW.updated_at := now(); END IF;"
-        " RETURN NEW; END $$;",
-        (probe("test_update_moves_updated_at_to_now[product_info]"),),
-        "an UPDATE of product_info should set updated_at to now (its trigger); it is 2001-02-03",
     ),
     Break(
         "updated_at 9 hours off",

@@ -15,6 +15,7 @@ import pytest
 from migrations.catalog import Key
 from migrations.dburl import describe
 from verification.behaviour import MAY_REPLICATE
+from verification.checklists import Break
 from verification.db import Probe, Target, constraint_of, sqlstate
 
 CHECKLIST = "behaviour"
@@ -330,3 +331,17 @@ def test_a_write_before_its_batch_keeps_the_original(target: Target, probe: Prob
         "an update of a stock its batch has not reached should save its original (5) for the rollback"
         f" and leave 1; found priority {now}, saved {saved if saved is not None else 'nothing'}"
     )
+
+
+# How to make these checks fail (the kit's tests apply them at the chain's head; the rest of
+# US-001's are in tests/test_catches_broken_deployments.py, applied at US-001's head).
+BREAKS = [
+    Break(
+        "updated_at trigger keeps an updated_at the statement sends",
+        "CREATE OR REPLACE FUNCTION update_product_info_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN NEW.updated_at := now(); END IF;"
+        " RETURN NEW; END $$;",
+        ("test_changes::test_update_moves_updated_at_to_now[product_info]",),
+        "an UPDATE of product_info should set updated_at to now (its trigger); it is 2001-02-03",
+    ),
+]

@@ -13,6 +13,7 @@ import pytest
 from psycopg2 import sql
 
 from migrations.image import digest_sql
+from verification.checklists import Break
 from verification.db import Target
 from verification.state import State
 
@@ -74,3 +75,16 @@ def test_saved_priorities_are_the_originals(state: State, target: Target) -> Non
     digest = before(state)
     wrong = differences(state, target, SAVED_VS_BEFORE, found) if list(found) != digest else []
     assert not wrong, "each saved priority should be the stock's value before the deploy; " + "; ".join(wrong)
+
+
+# How to make these checks fail (the kit's tests apply them at the chain's head).
+BREAKS = [
+    Break(
+        "a priority of 3",
+        "ALTER TABLE stocks DISABLE TRIGGER trigger_stocks_priority_deprecated;"
+        " UPDATE stocks SET priority = 3 WHERE code = '005930';"
+        " ALTER TABLE stocks ENABLE TRIGGER trigger_stocks_priority_deprecated;",
+        ("test_changes::test_every_priority_is_1",),
+        "3 → 1",
+    ),
+]
