@@ -1,13 +1,15 @@
 """Functions, aggregates and operators in `public` named like PostgreSQL's own (not an
-extension's): where one matches a call's argument types better than pg_catalog's
-(`public.format(text, text)`, `public.=(varchar, varchar)`, `public.max(varchar)`), PostgreSQL
-calls it instead, with the rights of whoever runs the statement. The kit's own statements never
-see `public`, but a migration's do: the runner refuses to upgrade or roll back while one owned by
-another role, no superuser, is there (its code would run with the deployer's rights), and
-verification names those that came since the yardstick (they change what the application's
-statements call)."""
+extension's, and no exact twin of one: pg_catalog, searched first, wins those): where one matches
+a call's argument types better than pg_catalog's (`public.format(text, text)`,
+`public.=(varchar, varchar)`, `public.max(varchar)`), PostgreSQL calls it instead, with the rights
+of whoever runs the statement. The kit's own statements never see `public`, but a migration's
+do: the runner refuses to run migrations that could call one owned by another role, no
+superuser (its code would run with the deployer's rights), and verification names those that
+came since the yardstick (they change what the application's statements call)."""
 
 from __future__ import annotations
+
+import re
 
 from psycopg2.extensions import cursor as Cursor
 
@@ -18,6 +20,9 @@ FROM pg_catalog.pg_proc p
 WHERE p.pronamespace = 'public'::pg_catalog.regnamespace
   AND EXISTS (SELECT FROM pg_catalog.pg_proc c
               WHERE c.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.proname = p.proname)
+  AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc c
+                  WHERE c.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.proname = p.proname
+                    AND c.proargtypes = p.proargtypes)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.deptype = 'e'
                   AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid)
 UNION ALL
@@ -27,20 +32,29 @@ FROM pg_catalog.pg_operator o
 WHERE o.oprnamespace = 'public'::pg_catalog.regnamespace
   AND EXISTS (SELECT FROM pg_catalog.pg_operator c
               WHERE c.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.oprname = o.oprname)
+  AND NOT EXISTS (SELECT FROM pg_catalog.pg_operator c
+                  WHERE c.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.oprname = o.oprname
+                    AND c.oprleft = o.oprleft AND c.oprright = o.oprright)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.deptype = 'e'
                   AND d.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND d.objid = o.oid)
 """
 UNTRUSTED = f"""
-SELECT l.shown FROM ({LOOKALIKES_SQL}) AS l(shown, name, owner) JOIN pg_catalog.pg_roles r ON r.oid = l.owner
+SELECT l.shown, l.name FROM ({LOOKALIKES_SQL}) AS l(shown, name, owner)
+JOIN pg_catalog.pg_roles r ON r.oid = l.owner
 WHERE NOT r.rolsuper AND r.rolname <> current_user ORDER BY 1
 """  # noqa: S608 (no input)
 
 
-def untrusted(cur: Cursor) -> list[str]:
-    """Lookalikes owned by another role than this session's, no superuser: 'public.format(text,
-    text)', 'operator public.=(character varying, character varying)', ..."""
+def untrusted(cur: Cursor, statements: str) -> list[str]:
+    """Lookalikes owned by another role than this session's, no superuser, that `statements`
+    could call: every operator, and a function whose name they call ('public.format(text, text)',
+    'operator public.=(character varying, character varying)', ...)."""
     cur.execute(UNTRUSTED)
-    return [str(row[0]) for row in cur.fetchall()]
+    return [
+        str(shown)
+        for shown, name in cur.fetchall()
+        if name is None or re.search(rf"\b{re.escape(name)}\s*\(", statements, re.I)
+    ]
 
 
 def lookalikes(cur: Cursor) -> list[tuple[str, str | None]]:

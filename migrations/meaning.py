@@ -384,11 +384,27 @@ TOKEN = re.compile(
 )
 
 
+# Literals and quoted names only: comments read as code.
+QUOTED = re.compile(TOKEN.pattern.rsplit("|--", 1)[0], re.S)
+
+
 def pieces(body: str) -> list[tuple[bool, str]]:
-    """The body as (literal?, text) pieces, comments left out (each a space)."""
+    """The body as (literal?, text) pieces, comments left out (each a space). The catalog gives
+    a body on one line (its spacing collapsed), so where a line comment ends is lost: a body
+    with one keeps every comment as code (what follows `--` may be code or not)."""
+    out = scan(body, TOKEN)
+    return (
+        out
+        if not any(not literal and "--" in text for literal, text in scan(body, QUOTED))
+        else scan(body, QUOTED)
+    )
+
+
+def scan(body: str, token: re.Pattern[str]) -> list[tuple[bool, str]]:
+    """The body as (literal?, text) pieces by `token`, comments left out (each a space)."""
     out: list[tuple[bool, str]] = []
     at = 0
-    while (found := TOKEN.search(body, at)) is not None:
+    while (found := token.search(body, at)) is not None:
         out.append((False, body[at : found.start()]))
         text = found[0]
         if text == "/*":

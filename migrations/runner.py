@@ -152,7 +152,7 @@ class Runner(Keeping):
                 if m.name in entries and entries[m.name].state != "applied"
             ]
             if pending or unfinished:
-                self.refuse_lookalikes()
+                self.refuse_lookalikes([*unfinished, *pending], "up")
             self.check_preconditions(pending)
             self.refuse_changed("upgrade", self.migrations, entries)
             adoptable = self.check_drift(entries)
@@ -187,7 +187,7 @@ class Runner(Keeping):
             todo = [m for m in self.migrations[target + 1 :] if m.name in entries][::-1]
             self.refuse_changed("roll back", todo, entries)
             if todo:
-                self.refuse_lookalikes()
+                self.refuse_lookalikes(todo, "down")
             self.refuse_blocked(todo)
             for m in todo:
                 self.say(f"← {m.name}")
@@ -199,11 +199,16 @@ class Runner(Keeping):
                     self.say(f"left in place, not recorded in the ledger (made by hand?): {', '.join(left)}")
             return [m.name for m in todo]
 
-    def refuse_lookalikes(self) -> None:
+    def refuse_lookalikes(self, migrations: list[Migration], direction: str) -> None:
         """A migration's statements see public: a function or operator there named like
-        PostgreSQL's own, of another role (no superuser), could run in their place with the
-        deploying role's rights. Refused first."""
-        found = self.transaction(untrusted, "functions named like PostgreSQL's own")
+        PostgreSQL's own, of another role (no superuser), that they could call would run in
+        their place with the deploying role's rights. Refused first."""
+        said = "\n".join(
+            "\n".join(str(getattr(p, part, "") or "") for part in ("sql", "kept", "total"))
+            for m in migrations
+            for p in (*dict(m.phases())[direction], *m.preconditions)
+        )
+        found = self.transaction(lambda cur: untrusted(cur, said), "functions named like PostgreSQL's own")
         if found:
             raise DeployError(
                 f"refusing to run: public holds {', '.join(found)}, named like PostgreSQL's own: a"
