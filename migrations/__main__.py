@@ -316,6 +316,8 @@ def change(url: URL, args: argparse.Namespace) -> Outcome:
         said = f"Backup of {mask(url)}: {path} ({path.stat().st_size:,} bytes), checked."
         return Outcome(said, history.ledger_line(url), str(path), history.backup_token(path))
     if args.command == "restore":
+        if history.backup_token(args.file) is not None:  # its ledger needs a registry to land in
+            registry.ensure_at(url, load_all())
         what = restore.restore(
             url,
             args.file,

@@ -52,6 +52,9 @@ LEFT JOIN pg_catalog.pg_rewrite r  -- a view's rule: the view
        ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.oid = d.objid
 WHERE (d.deptype = 'n' AND d.refobjid IN (SELECT oid FROM doomed) AND d.objid NOT IN (SELECT oid FROM doomed)
        AND d.objid NOT IN (SELECT oid FROM own_triggers)
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend a  -- dropped with it (a publication's entry)
+                       WHERE a.classid = d.classid AND a.objid = d.objid AND a.deptype IN ('a', 'i')
+                         AND a.refobjid IN (SELECT oid FROM doomed))
        AND NOT (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid IN (
            SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid IN (SELECT oid FROM rel)))
        AND NOT (d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.objid IN (

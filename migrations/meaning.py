@@ -108,6 +108,17 @@ def newcomer(role: str, context: Context) -> bool:
     return role in roles_of(granted)
 
 
+def reader(role: str, context: Context) -> bool:
+    """A role granted SELECT on the application's tables and nothing more, owning none of them."""
+    held: set[str] = set()
+    for key, value in context.found.items():
+        if key.kind == "owner" and value == role:
+            return False
+        if key.kind == "grant" and value:
+            held |= privileges(value).get(role, set())
+    return held == {"SELECT"}
+
+
 def role_named(target: str) -> str:
     """The role a setting's target names ('role x', 'role "X y" in the database'), unquoted."""
     name = target.removeprefix("role ").removesuffix(" in the database")
@@ -179,8 +190,18 @@ def plain_index(definition: str) -> bool:
 # function) might refuse a row the table accepts: the index is judged as a constraint would be.
 TOTAL_CALLS = {
     "lower", "upper", "btrim", "ltrim", "rtrim", "coalesce", "md5", "length", "left", "right", "date_trunc",
+    "date_part", "substr", "substring", "to_tsvector", "timezone",
 }  # fmt: skip
-WIDENING_CASTS = {"text", "character varying", "varchar", "date", "bigint"}
+WIDENING_CASTS = {
+    "text",
+    "character varying",
+    "varchar",
+    "date",
+    "bigint",
+    "numeric",
+    "double precision",
+    "regconfig",
+}
 CALL = re.compile(r'((?:"(?:[^"]|"")+"|[a-z_]\w*)(?:\.(?:"(?:[^"]|"")+"|[a-z_]\w*))?)\(')
 
 
@@ -189,7 +210,12 @@ def can_raise(definition: str) -> bool:
     (overflow, division), a cast but to text, a date or a bigint, a call of anything but a few of
     pg_catalog's total functions (a quoted or schema-qualified name is another function)."""
     body = re.sub(r"'(?:[^']|'')*'", "''", definition.partition("USING ")[2])
-    body = re.sub(r"(\(-?[\d.]+\)|'')::[a-z ]+", "''", body)  # a constant, cast once when it is made
+    body = re.sub(r'COLLATE "(?:[^"]|"")*"', "", body)  # a collation's name is no arithmetic
+    while True:  # a constant, cast (once or more) when the index is made
+        folded = re.sub(r"(\(-?[\d.]+\)|\(?''\)?)::[a-z ]+", "''", body)
+        if folded == body:
+            break
+        body = folded
     body = re.sub(r"\(-[\d.]+\)", "0", body)  # a negative constant
     if re.search(r"[-+*/%^]", body.replace("::", " ")):
         return True
@@ -205,6 +231,10 @@ def setting(key: Key, context: Context) -> Weight:
     path = context.found.get(key)
     if key.table.startswith("role ") and newcomer(role_named(key.table), context):
         return Weight(NOTED, "a role given access since: its settings shape its own sessions only")
+    if key.table.startswith("role ") and reader(role_named(key.table), context):
+        return Weight(
+            NOTED, "a role that may only read the application's tables: its settings shape its reads"
+        )
     if name == "search_path" and path is not None and "public" not in path.replace('"', "").split(", "):
         return Weight(FAILS)  # the application's tables are not found at all
     if name in SETTING_NOTES:

@@ -135,6 +135,18 @@ def ensure(cur: Cursor, chain: list[Migration]) -> list[str]:
     return adopt(cur, chain) if scalar(cur, legacy) else []
 
 
+def ensure_at(url: URL, chain: list[Migration]) -> None:
+    """`ensure` in its own transaction, where the registry is missing (a kit's backup restored
+    into a database without one, an empty one among them: its ledger lands there)."""
+    conn = connect(url, **KIT_PATH)
+    try:
+        with conn, conn.cursor() as cur:
+            if not exists(cur):
+                ensure(cur, chain)
+    finally:
+        conn.close()
+
+
 def adopt(cur: Cursor, chain: list[Migration]) -> list[str]:
     """An earlier kit's ledger (public.schema_migrations) into the registry, with the images it
     kept as local files (data/images, AZAK_IMAGES_DIR) if they are found here."""

@@ -815,6 +815,7 @@ HARMLESS = {
     " CREATE SCHEMA analytics; CREATE TABLE analytics.daily (d date);"
     " CREATE FUNCTION app_helper() RETURNS int LANGUAGE sql AS 'SELECT 1';",
     "grants": "GRANT SELECT ON product_info, financial_ratios TO PUBLIC;",
+    "a publication of the new tables": "CREATE PUBLICATION azak_cdc FOR TABLE product_info, financial_ratios;",
     "renamed primary key": "ALTER TABLE stocks RENAME CONSTRAINT stocks_pkey TO stocks_pk;",
     "column order": "ALTER TABLE product_info DROP COLUMN frst_erlm_dt;"
     " ALTER TABLE product_info ADD COLUMN frst_erlm_dt varchar(8);",

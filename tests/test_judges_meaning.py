@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -337,3 +338,17 @@ def test_limiting_settings_are_read_as_postgresql_reads_them(name: str, value: s
     from migrations.meaning import limits
 
     assert limits(name, value) is fails
+
+
+def test_a_reporting_role_that_only_reads_has_its_own_settings(app_db: Db) -> None:
+    """A role granted SELECT before the deployment, later made read-only with a short timeout:
+    its settings shape its own reads (noted); the application's roles are as before."""
+    setup = "GRANT SELECT ON stocks TO {role};"
+    with throwaway_role(app_db, "azak_report", setup, "REVOKE ALL ON stocks FROM {role};") as role:
+        ok(app_db.cli("upgrade"))
+        app_db.execute(
+            f"ALTER ROLE {role} SET default_transaction_read_only = on; ALTER ROLE {role} SET statement_timeout = '5s'"
+        )
+        result = replace(app_db, to=None).verify()
+    assert result.returncode == 0, result.output[-4000:]
+    assert "a role that may only read the application's tables" in result.output

@@ -118,3 +118,16 @@ def test_after_a_kit_restore_the_next_upgrade_meets_no_drift(deployed_db: Db, tm
     verified = deployed_db.verify()
     assert verified.returncode == 0, verified.output[-3000:]
     assert "the same CHECK as PostgreSQL reads it back from a dump" in verified.output
+
+
+def test_a_backup_restored_into_an_empty_database_brings_its_ledger(
+    deployed_db: Db, empty_db: Db, tmp_path: Path
+) -> None:
+    """`restore --other-database` into a database without the application (or a registry): the
+    registry is made first, and the ledger is the backup's."""
+    ok(deployed_db.cli("backup", "--dir", str(tmp_path)))
+    ok(empty_db.cli("restore", str(next(tmp_path.glob("*.sql.gz"))), "--yes", "--other-database"))
+    names = [r[0] for r in empty_db.execute("SELECT name FROM azak_registry.ledger ORDER BY applied_at")]
+    assert names == [
+        r[0] for r in deployed_db.execute("SELECT name FROM azak_registry.ledger ORDER BY applied_at")
+    ]
