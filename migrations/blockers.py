@@ -33,8 +33,10 @@ doomed AS (
     UNION SELECT d.objid FROM pg_catalog.pg_depend d  -- sequences the tables own
           WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')
             AND d.refobjid IN (SELECT oid FROM rel)
-    UNION SELECT pg_catalog.to_regprocedure('public.' || f)
-          FROM given, pg_catalog.jsonb_array_elements_text(given.functions) AS f
+    UNION SELECT p.oid FROM pg_catalog.pg_proc p, given  -- by the catalog's own key (arguments named)
+          WHERE p.pronamespace = 'public'::pg_catalog.regnamespace
+            AND p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')'
+                IN (SELECT pg_catalog.jsonb_array_elements_text(given.functions))
 ),
 own_triggers AS (
     SELECT g.oid FROM pg_catalog.pg_trigger g, given, pg_catalog.jsonb_array_elements(given.triggers) AS t

@@ -15,33 +15,41 @@ import re
 
 from psycopg2.extensions import cursor as Cursor
 
-# (name in the report, the function's name or NULL for an operator, its owner, an exact twin of
-# pg_catalog's: only a session whose search_path lists pg_catalog after public calls that one)
-LOOKALIKES_SQL = """
-SELECT 'public.' || p.proname || '(' || pg_catalog.oidvectortypes(p.proargtypes) || ')',
-       p.proname, p.proowner,
-       EXISTS (SELECT FROM pg_catalog.pg_proc c
-               WHERE c.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.proname = p.proname
-                 AND c.proargtypes = p.proargtypes)
-FROM pg_catalog.pg_proc p
-WHERE p.pronamespace = 'public'::pg_catalog.regnamespace
-  AND EXISTS (SELECT FROM pg_catalog.pg_proc c
-              WHERE c.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.proname = p.proname)
+# Of one catalog (alias x): (name in the report, the function's name or NULL for an operator, its
+# owner, an exact twin of pg_catalog's: only a session whose search_path lists pg_catalog after
+# public calls that one); named like one of pg_catalog's, in public, no extension's.
+OF_CATALOG = """
+SELECT {shown}, {name}, x.{prefix}owner,
+       EXISTS (SELECT FROM pg_catalog.{catalog} c
+               WHERE c.{prefix}namespace = 'pg_catalog'::pg_catalog.regnamespace
+                 AND c.{prefix}name = x.{prefix}name AND {twin})
+FROM pg_catalog.{catalog} x
+WHERE x.{prefix}namespace = 'public'::pg_catalog.regnamespace
+  AND EXISTS (SELECT FROM pg_catalog.{catalog} c
+              WHERE c.{prefix}namespace = 'pg_catalog'::pg_catalog.regnamespace
+                AND c.{prefix}name = x.{prefix}name)
   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.deptype = 'e'
-                  AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid)
-UNION ALL
-SELECT 'operator public.' || o.oprname || '(' || pg_catalog.format_type(o.oprleft, NULL) || ', '
-       || pg_catalog.format_type(o.oprright, NULL) || ')', NULL, o.oprowner,
-       EXISTS (SELECT FROM pg_catalog.pg_operator c
-               WHERE c.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.oprname = o.oprname
-                 AND c.oprleft = o.oprleft AND c.oprright = o.oprright)
-FROM pg_catalog.pg_operator o
-WHERE o.oprnamespace = 'public'::pg_catalog.regnamespace
-  AND EXISTS (SELECT FROM pg_catalog.pg_operator c
-              WHERE c.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.oprname = o.oprname)
-  AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.deptype = 'e'
-                  AND d.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND d.objid = o.oid)
+                  AND d.classid = 'pg_catalog.{catalog}'::pg_catalog.regclass AND d.objid = x.oid)
 """
+LOOKALIKES_SQL = "UNION ALL".join(
+    (
+        OF_CATALOG.format(
+            catalog="pg_proc",
+            prefix="pro",
+            shown="'public.' || x.proname || '(' || pg_catalog.oidvectortypes(x.proargtypes) || ')'",
+            name="x.proname",
+            twin="c.proargtypes = x.proargtypes",
+        ),
+        OF_CATALOG.format(
+            catalog="pg_operator",
+            prefix="opr",
+            shown="'operator public.' || x.oprname || '(' || pg_catalog.format_type(x.oprleft, NULL) || ', '"
+            " || pg_catalog.format_type(x.oprright, NULL) || ')'",
+            name="NULL",
+            twin="c.oprleft = x.oprleft AND c.oprright = x.oprright",
+        ),
+    )
+)
 UNTRUSTED = f"""
 SELECT l.shown, l.name FROM ({LOOKALIKES_SQL}) AS l(shown, name, owner, twin)
 JOIN pg_catalog.pg_roles r ON r.oid = l.owner

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from psycopg2 import sql
@@ -135,14 +137,24 @@ def ensure(cur: Cursor, chain: list[Migration]) -> list[str]:
     return adopt(cur, chain) if scalar(cur, legacy) else []
 
 
-def ensure_at(url: URL, chain: list[Migration]) -> None:
-    """`ensure` in its own transaction, where the registry is missing (a kit's backup restored
-    into a database without one, an empty one among them: its ledger lands there)."""
+@contextmanager
+def made_for(url: URL, chain: list[Migration]) -> Iterator[None]:
+    """A registry for the body where there is none (a kit's backup restored into a database
+    without one, an empty one among them: its ledger lands there); removed again if the body
+    fails, so that a failed restore changes nothing."""
     conn = connect(url, **KIT_PATH)
     try:
         with conn, conn.cursor() as cur:
-            if not exists(cur):
+            made = not exists(cur)
+            if made:
                 ensure(cur, chain)
+        try:
+            yield
+        except BaseException:
+            if made:
+                with conn, conn.cursor() as cur:
+                    cur.execute("DROP SCHEMA IF EXISTS azak_registry CASCADE")
+            raise
     finally:
         conn.close()
 

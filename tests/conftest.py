@@ -251,6 +251,25 @@ def throwaway_role(db: Db, prefix: str, setup: str = "", teardown: str = "") -> 
         db.execute(teardown.format(role=role) + f" DROP OWNED BY {role}; DROP ROLE {role};")
 
 
+@pytest.fixture
+def owned_db(app_db: Db) -> Iterator[tuple[Db, str]]:
+    """app_db whose objects belong to a role that is no superuser (as production's tables
+    belong to the application's owner role), allowed to create in public; what it made is dropped with it."""
+    objects = ("stocks", "stock_prices_minute", "stock_overtime_price")
+    sequences = ("stocks_id_seq", "stock_prices_minute_id_seq", "stock_overtime_price_id_seq")
+    setup = "GRANT CREATE ON SCHEMA public TO {role};" + "".join(
+        f"ALTER TABLE {name} OWNER TO {{role}};" for name in objects + sequences
+    )
+    back = "".join(f"ALTER TABLE IF EXISTS {name} OWNER TO postgres;" for name in objects + sequences)
+    with throwaway_role(
+        app_db,
+        "azak_owner",
+        setup,
+        back + " REVOKE CREATE ON SCHEMA public FROM {role}; DROP OWNED BY {role} CASCADE;",
+    ) as role:
+        yield app_db, role
+
+
 def one_line(done: subprocess.CompletedProcess[str], code: int) -> str:
     """The single stderr line of a failed command (exit `code`, no traceback)."""
     lines = done.stderr.strip().splitlines()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import subprocess
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,22 +43,11 @@ PLANTS = RAN + LOOKALIKES
 
 
 @pytest.fixture
-def planted(app_db: Db) -> Iterator[tuple[Db, str]]:
-    """app_db owned by a role that is no superuser, who planted PLANTS in public."""
-    objects = ("stocks", "stock_prices_minute", "stock_overtime_price")
-    sequences = ("stocks_id_seq", "stock_prices_minute_id_seq", "stock_overtime_price_id_seq")
-    setup = "GRANT CREATE ON SCHEMA public TO {role};" + "".join(
-        f"ALTER TABLE {name} OWNER TO {{role}};" for name in objects + sequences
-    )
-    back = "".join(f"ALTER TABLE IF EXISTS {name} OWNER TO postgres;" for name in objects + sequences)
-    with throwaway_role(
-        app_db,
-        "azak_planter",
-        setup,
-        back + " REVOKE CREATE ON SCHEMA public FROM {role}; DROP OWNED BY {role} CASCADE;",
-    ) as role:
-        app_db.execute(f"SET ROLE {role}; {PLANTS} RESET ROLE;")
-        yield app_db, role
+def planted(owned_db: tuple[Db, str]) -> tuple[Db, str]:
+    """owned_db, whose owner (no superuser) planted PLANTS in public."""
+    db, role = owned_db
+    db.execute(f"SET ROLE {role}; {PLANTS} RESET ROLE;")
+    return db, role
 
 
 def superuser_runs(db: Db, role: str) -> list[tuple[str, str]]:

@@ -124,9 +124,15 @@ def test_a_backup_restored_into_an_empty_database_brings_its_ledger(
     deployed_db: Db, empty_db: Db, tmp_path: Path
 ) -> None:
     """`restore --other-database` into a database without the application (or a registry): the
-    registry is made first, and the ledger is the backup's."""
+    registry is made first, and the ledger is the backup's; a restore that fails leaves none."""
     ok(deployed_db.cli("backup", "--dir", str(tmp_path)))
-    ok(empty_db.cli("restore", str(next(tmp_path.glob("*.sql.gz"))), "--yes", "--other-database"))
+    made = next(tmp_path.glob("*.sql.gz"))
+    cut = tmp_path / "cut.sql.gz"
+    cut.write_bytes(made.read_bytes()[:-100])
+    refused = empty_db.cli("restore", str(cut), "--yes", "--other-database")
+    assert refused.returncode == 1 and "nothing changed" in refused.stderr, refused.stderr
+    assert empty_db.value("SELECT to_regnamespace('azak_registry') IS NULL")  # nothing changed, indeed
+    ok(empty_db.cli("restore", str(made), "--yes", "--other-database"))
     names = [r[0] for r in empty_db.execute("SELECT name FROM azak_registry.ledger ORDER BY applied_at")]
     assert names == [
         r[0] for r in deployed_db.execute("SELECT name FROM azak_registry.ledger ORDER BY applied_at")

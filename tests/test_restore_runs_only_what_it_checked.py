@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from hypothesis import strategies as st
 from migrations import backup, provenance, restore
 from migrations.dburl import DeployError, UsageError, connect, libpq_command
 from migrations.lock import LOCK_KEY
-from tests.conftest import ROOT, Db, ok, one_line, throwaway_role
+from tests.conftest import ROOT, Db, ok, one_line
 
 MARK = b"SET row_security = off;\n"  # pg_dump's last setting: statements follow
 
@@ -150,22 +149,6 @@ def test_a_failing_statement_is_named_by_its_line_and_nothing_changes(app_db: Db
 
 
 # -- foreign files: only when named so, and then inside PostgreSQL's walls -----------------------
-
-
-@pytest.fixture
-def owned_db(app_db: Db) -> Iterator[tuple[Db, str]]:
-    """app_db whose objects belong to a role that is no superuser (as production's tables
-    belong to the application's owner role), allowed to create in public."""
-    objects = ("stocks", "stock_prices_minute", "stock_overtime_price")
-    sequences = ("stocks_id_seq", "stock_prices_minute_id_seq", "stock_overtime_price_id_seq")
-    setup = "GRANT CREATE ON SCHEMA public TO {role};" + "".join(
-        f"ALTER TABLE {name} OWNER TO {{role}};" for name in objects + sequences
-    )
-    back = "".join(f"ALTER TABLE IF EXISTS {name} OWNER TO postgres;" for name in objects + sequences)
-    with throwaway_role(
-        app_db, "azak_owner", setup, back + " REVOKE CREATE ON SCHEMA public FROM {role};"
-    ) as role:
-        yield app_db, role
 
 
 def pg_dump(db: Db, *options: str) -> bytes:

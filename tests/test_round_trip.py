@@ -109,3 +109,31 @@ def test_a_rollback_something_else_depends_on_is_refused_before_anything_changes
     assert head_db.snapshot().differences(before) == []
     head_db.execute("DROP VIEW product_names")
     assert head_db.cli("downgrade", "--to", "base").returncode == 0
+
+
+def test_what_blocks_a_rollback_is_found_for_functions_with_named_arguments(app_db: Db) -> None:
+    """A later change's function `f(a integer)` (the catalog's key names its arguments) and another
+    table's default that calls it: named as what blocks that change's rollback (PostgreSQL's
+    `to_regprocedure` would not even parse the key)."""
+    from types import SimpleNamespace
+
+    from migrations.blockers import blockers
+    from migrations.catalog import Key
+    from migrations.dburl import KIT_PATH, connect
+
+    app_db.execute(
+        "CREATE FUNCTION public.azak_named(a integer) RETURNS integer LANGUAGE sql AS 'SELECT $1';"
+        " CREATE TABLE public.azak_uses (x integer DEFAULT public.azak_named(1));"
+    )
+    change = SimpleNamespace(
+        contract=SimpleNamespace(adds={Key("function", "", "azak_named(a integer)"): "x"})
+    )
+    conn = connect(app_db.url, **KIT_PATH)
+    try:
+        with conn, conn.cursor() as cur:
+            found = blockers(cur, [change])  # type: ignore[list-item]
+    finally:
+        conn.close()
+    assert found == [
+        "default value for column x of table public.azak_uses (on function public.azak_named(integer))"
+    ]
