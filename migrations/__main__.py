@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -317,17 +316,15 @@ def change(url: URL, args: argparse.Namespace) -> Outcome:
         said = f"Backup of {mask(url)}: {path} ({path.stat().st_size:,} bytes), checked."
         return Outcome(said, history.ledger_line(url), str(path), history.backup_token(path))
     if args.command == "restore":
-        own = history.backup_token(args.file) is not None  # its ledger needs a registry to land in
-        with registry.made_for(url, load_all()) if own else nullcontext():
-            what = restore.restore(
-                url,
-                args.file,
-                args.lock_timeout,
-                args.lock_wait,
-                args.other_database,
-                args.foreign,
-                args.foreign_role,
-            )
+        what = restore.restore(
+            url,
+            args.file,
+            args.lock_timeout,
+            args.lock_wait,
+            args.other_database,
+            args.foreign,
+            args.foreign_role,
+        )
         if "(a foreign file)" in what or history.backup_token(args.file) is None:
             print(registry.after_unknown_restore(url, load_all()))  # its ledger is not in the file
         said = f"Restored {what} into {mask(url)}, in one transaction."

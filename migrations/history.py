@@ -259,7 +259,8 @@ def restored_sql(token: str, taken: datetime, kept_ledger: str, deployment: tupl
     """The statement a backup's prelude carries: restored (by the kit, or by the runbook's
     `psql -f`), the registry's ledger becomes the one the backup was taken with (`kept_ledger`,
     JSON, read in the dump's own snapshot: another database, or a row someone added to the
-    history, cannot change it), the deployment it was taken in (id, when it began) becomes the
+    history, cannot change it; a database without a registry gets one, in the same transaction),
+    the deployment it was taken in (id, when it began) becomes the
     current one again where this registry holds it (verification's yardstick is its image), and
     a restore outside the kit adds its history row. It sees
     pg_catalog only (nothing put into public runs in it). A registry that cannot take it fails the
@@ -267,6 +268,7 @@ def restored_sql(token: str, taken: datetime, kept_ledger: str, deployment: tupl
     assert re.fullmatch(r"[0-9a-f]+", token)
     when = taken.astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
     kept = base64.b64encode(kept_ledger.encode()).decode("ascii")
+    made = base64.b64encode(registry.DDL.encode()).decode("ascii")  # the registry, where there is none
     number, began = deployment or (0, "epoch")
     assert re.fullmatch(r"[0-9T:.+-]+|epoch", began)
     backup_row = f"FROM azak_registry.history h WHERE h.backup = '{token}' ORDER BY h.id DESC LIMIT 1"
@@ -274,8 +276,8 @@ def restored_sql(token: str, taken: datetime, kept_ledger: str, deployment: tupl
     return f"""DO $azak$
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    IF pg_catalog.to_regclass('azak_registry.history') IS NULL THEN
-        RETURN;
+    IF pg_catalog.to_regclass('azak_registry.history') IS NULL THEN  -- a database without one
+        EXECUTE pg_catalog.convert_from(pg_catalog.decode('{made}', 'base64'), 'UTF8');
     END IF;
     DELETE FROM azak_registry.ledger;
     INSERT INTO azak_registry.ledger

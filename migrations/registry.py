@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from psycopg2 import sql
@@ -135,28 +133,6 @@ def ensure(cur: Cursor, chain: list[Migration]) -> list[str]:
     cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", SETUP_LOCK)
     cur.execute(DDL)
     return adopt(cur, chain) if scalar(cur, legacy) else []
-
-
-@contextmanager
-def made_for(url: URL, chain: list[Migration]) -> Iterator[None]:
-    """A registry for the body where there is none (a kit's backup restored into a database
-    without one, an empty one among them: its ledger lands there); removed again if the body
-    fails, so that a failed restore changes nothing."""
-    conn = connect(url, **KIT_PATH)
-    try:
-        with conn, conn.cursor() as cur:
-            made = not exists(cur)
-            if made:
-                ensure(cur, chain)
-        try:
-            yield
-        except BaseException:
-            if made:
-                with conn, conn.cursor() as cur:
-                    cur.execute("DROP SCHEMA IF EXISTS azak_registry CASCADE")
-            raise
-    finally:
-        conn.close()
 
 
 def adopt(cur: Cursor, chain: list[Migration]) -> list[str]:
