@@ -65,6 +65,27 @@ def dump(url: URL, archive: Path) -> tuple[str, tuple[int, str] | None]:
     return kept
 
 
+# The schema public itself (its comment, its privileges) is the server's, not the application's:
+# on PostgreSQL 13 it belongs to the bootstrap superuser, and a restore by the application's
+# owner could not touch it. pg_restore's table of contents, less those entries.
+SCHEMA_PUBLIC = re.compile(rb'^\d+; \d+ \d+ (?:SCHEMA - "?public"?|(?:COMMENT|ACL) - SCHEMA "?public"?) ')
+
+
+def application_entries(archive: Path, work: Path) -> Path:
+    """pg_restore's list of the archive's entries, less the schema public's own: its path."""
+    try:
+        done = subprocess.run(["pg_restore", "--list", str(archive)], capture_output=True, check=False)
+    except FileNotFoundError:
+        raise DeployError("pg_restore not found: install the PostgreSQL client tools") from None
+    if done.returncode:
+        said = done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
+        raise DeployError(f"pg_restore --list of the dump failed: {said[:200]}; no backup file was left")
+    kept = b"\n".join(line for line in done.stdout.split(b"\n") if not SCHEMA_PUBLIC.match(line))
+    listing = work / "entries.list"
+    listing.write_bytes(kept + b"\n")
+    return listing
+
+
 @dataclass
 class Layout:
     """What follows a backup's header line: its digest, length, and where its teardown ends
@@ -80,7 +101,9 @@ def script(archive: Path, body: Path, clear: bytes, work: Path) -> Layout:
     """pg_restore's single-transaction script of the archive, the teardown (and the registry's
     statement) put right after its BEGIN, gzip'd into `body` as it streams; pg_restore's own
     head and end are checked."""
-    command = ["pg_restore", "--clean", "--if-exists", "--single-transaction", "--file=-", str(archive)]
+    listing = application_entries(archive, work)
+    command = ["pg_restore", "--clean", "--if-exists", "--single-transaction", f"--use-list={listing}"]
+    command += ["--file=-", str(archive)]
     digest, size, teardown_end, tail = hashlib.sha256(), 0, 0, b""
     with (work / "restore.err").open("w+b") as err:
         try:

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from migrations import backup, provenance, restore
 from migrations.dburl import DeployError, UsageError, connect, libpq_command
 from migrations.lock import LOCK_KEY
+from migrations.steps import load_all
 from tests.conftest import ROOT, Db, ok, one_line
 
 MARK = b"SET row_security = off;\n"  # pg_dump's last setting: statements follow
@@ -469,3 +470,22 @@ def test_restore_check_follows_standard_conforming_strings_as_psql_does(app_db: 
         assert "nothing changed" in one_line(app_db.cli("restore", str(crafted), "--yes", *extra), 1)
     assert not marker.exists(), "the kit ran the meta-command"
     assert app_db.snapshot().differences(before) == []
+
+
+def test_the_owner_of_the_tables_deploys_backs_up_and_restores(
+    owned_db: tuple[Db, str], tmp_path: Path
+) -> None:
+    """The application's owner role, no superuser, runs the runbook: upgrade, backup, rollback,
+    restore of its own backup. On PostgreSQL 13 the schema public is the bootstrap superuser's:
+    the backup leaves its comment and privileges alone, so the owner can restore it."""
+    db, role = owned_db
+    db.execute(f"GRANT CREATE ON DATABASE {db.url.database} TO {role}")  # for the kit's registry
+    owner = db.at(db.url.set(username=role))
+    assert owner.cli("upgrade").returncode == 0
+    made = owner.cli("backup", "--dir", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    assert owner.cli("downgrade", "--to", "base").returncode == 0
+    restored = owner.cli("restore", str(next(tmp_path.glob("*.sql.gz"))), "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert db.value("SELECT count(*) FROM azak_registry.ledger WHERE state = 'applied'") == len(load_all())
+    db.execute(f"REVOKE CREATE ON DATABASE {db.url.database} FROM {role}")
